@@ -1,0 +1,39 @@
+# isovox: `make demo` runs the main job on the bundled sample, `make test` runs the tests.
+# Both set everything up first on a fresh machine (Debian packages, then .venv).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests and demo need beyond Python (venv support is added when missing).
+APT_PACKAGES :=
+
+.PHONY: demo test setup system clean
+
+demo: $(STAMP)
+	$(BIN)/isovox demo --output isovox-demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+setup: $(STAMP)
+
+system:
+	@missing=""; $(PYTHON) -c "import venv, ensurepip" 2>/dev/null || missing="python3-venv"; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system
+	@[ -n "$(PYTHON)" ] || { echo "no python3 found; install Python 3.10 or newer"; exit 1; }
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	# The local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) isovox-demo .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``isovox`` command line."""

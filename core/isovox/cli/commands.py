@@ -1,0 +1,280 @@
+"""The ``run``, ``methods``, ``simulate``, ``evaluate`` and ``info`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Task
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def progress_task(quiet: bool, label: str) -> tuple[Task, Callable[[], None]]:
+    """A Task drawing a tqdm bar on stderr (nothing when quiet); returns (task, close)."""
+    if quiet:
+        return Task(), lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=label, unit="%", file=sys.stderr, leave=False, disable=None,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def callback(fraction: float, message: str) -> None:
+        bar.n = round(100 * fraction, 1)
+        if message:
+            bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    return Task(callback), bar.close
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+
+
+def read_inputs(paths: list[str], frame: Optional[int]) -> list:
+    from ..io import read_volume
+
+    return [read_volume(p, frame) for p in paths]
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="super-resolve 1-3 thick-slice scans into one isotropic volume",
+                       description="Super-resolve 1-3 thick-slice scans of any orientation onto one isotropic grid.")
+    p.add_argument("scans", nargs="+", metavar="SCAN", help="NIfTI, NRRD, MHA/MHD file or DICOM folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (.nii.gz, .nii, .nrrd, .mha)")
+    p.add_argument("--method", help="method name (see 'isovox methods'); default: best available")
+    p.add_argument("--spacing", metavar="MM", help="output voxel size in mm (default: finest input spacing)")
+    p.add_argument("--reference", metavar="REF", help="registered HR image of another contrast (guided methods)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--frame", type=int, help="volume index to use from 4-D inputs")
+    p.add_argument("--register", action="store_true", help="rigidly register scans 2-3 to scan 1 first")
+    p.add_argument("--match-intensity", action="store_true", help="match scans 2-3 intensities to scan 1")
+    p.add_argument("--max-memory", type=float, metavar="GB", help="refuse runs estimated to need more memory")
+    add_quiet(p)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .. import api
+    from ..io import check_output_path, file_sha256, read_volume, write_volume
+
+    protect = list(args.scans) + ([args.reference] if args.reference else [])
+    out = check_output_path(args.output, protect)
+    scans = read_inputs(args.scans, args.frame)
+    reference = read_volume(args.reference) if args.reference else None
+    limit = None
+    if args.max_memory is not None:
+        if not np.isfinite(args.max_memory) or args.max_memory <= 0:
+            raise InputError("--max-memory must be a positive number of GB")
+        limit = int(args.max_memory * 1024**3)
+    run_plan = api.plan(scans, args.method, spacing=args.spacing, reference=reference, device=args.device,
+                        max_memory_bytes=limit, register=args.register, match_intensity=args.match_intensity)
+    for warning in run_plan.warnings:
+        print(f"isovox: warning: {warning}", file=sys.stderr)
+    task, close = progress_task(args.quiet, run_plan.method.name)
+    try:
+        result = api.execute(run_plan, task)
+    finally:
+        close()
+    provenance = dict(result.provenance)
+    for entry, path in zip(provenance["inputs"], args.scans):
+        entry["path"] = str(Path(path).resolve())
+        entry["sha256"] = file_sha256(path)
+    write_volume(result.volume, out, protect=protect, sidecar=provenance)
+    shape = "x".join(map(str, result.volume.shape))
+    say(args, f"wrote {out} ({shape} voxels at {result.plan.grid.spacing.min():g} mm, "
+              f"method {result.plan.method.name}, {result.seconds:.1f} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def add_methods(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("methods", help="list the super-resolution methods")
+    p.add_argument("--json", action="store_true", help="machine-readable list")
+    p.set_defaults(func=cmd_methods)
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from ..registry import all_methods, default_method
+    from ..resources import resolve_device
+
+    device = resolve_device("auto")
+    defaults = {n: default_method(n, device).name for n in (1, 2, 3)}
+    rows = []
+    for spec in all_methods():
+        entry = spec.to_dict()
+        entry["default_for_scans"] = [n for n, name in defaults.items() if name == spec.name]
+        rows.append(entry)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        flag = f"  [default for {','.join(map(str, r['default_for_scans']))} scan(s) on {device}]" if r["default_for_scans"] else ""
+        state = "" if r["available"] else "  (weights missing)"
+        print(f"{r['name']:<{width}}  {r['inputs']:<12}  {r['description']}{state}{flag}")
+    return 0
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="make thick-slice scans from an isotropic volume")
+    p.add_argument("hr", metavar="HR", help="isotropic high-resolution volume")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the scans")
+    p.add_argument("--axes", default="0,1,2", help="array axes to slice along, e.g. 0,1,2 or 2")
+    p.add_argument("--scale", type=float, default=4.0, help="slice thickness / input voxel size (default 4)")
+    p.add_argument("--profile", choices=["box", "gaussian"], default="box", help="slice profile (default box)")
+    p.add_argument("--gap", type=float, default=0.0, metavar="MM", help="gap between slices (negative: overlap)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="Rician sigma, fraction of robust max")
+    p.add_argument("--blur", type=float, default=0.0, metavar="MM", help="in-plane Gaussian blur sigma")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slice-axis-last", action="store_true",
+                   help="store each scan as scanners do: slices along the last array axis")
+    p.add_argument("--format", default="nii.gz", choices=["nii.gz", "nii", "nrrd", "mha"])
+    add_quiet(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+def _parse_axes(text: str) -> list[int]:
+    try:
+        axes = [int(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise InputError(f"--axes {text!r}: give array axes such as 0,1,2") from None
+    if not axes or any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
+        raise InputError(f"--axes {text!r}: give distinct axes among 0, 1, 2")
+    return axes
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ..io import read_volume, write_volume
+    from ..simulate import orthogonal_protocol, simulate_scan
+
+    axes = _parse_axes(args.axes)
+    hr = read_volume(args.hr)
+    protocol = orthogonal_protocol(args.scale, axes, args.profile, args.gap, args.noise, args.blur, args.seed)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    scans = [simulate_scan(hr, acq) for acq in protocol]  # all computed before anything is written
+    records = []
+    for acq, scan in zip(protocol, scans):
+        if args.slice_axis_last:
+            order = [a for a in range(3) if a != acq.axis] + [acq.axis]
+            scan = scan.transposed(tuple(order)).flipped((0,))
+        path = out_dir / f"scan_axis{acq.axis}.{args.format}"
+        side = {
+            "SliceThickness": scan.meta["slice_thickness"],
+            "SpacingBetweenSlices": scan.meta["spacing_between_slices"],
+            "isovox_acquisition": acq.to_dict(),
+            "isovox_source": str(Path(args.hr).resolve()),
+        }
+        write_volume(scan, path, protect=[args.hr], sidecar=side)
+        records.append({"file": path.name, **acq.to_dict()})
+        say(args, f"wrote {path} ({'x'.join(map(str, scan.shape))}, axis {acq.axis}, x{acq.scale:g})")
+    (out_dir / "acquisition.json").write_text(json.dumps({"hr": str(Path(args.hr).resolve()), "scans": records}, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="PSNR, SSIM and sharpness of a result against an HR reference")
+    p.add_argument("result", metavar="OUT")
+    p.add_argument("--reference", required=True, metavar="HR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..io import read_volume
+    from ..metrics import evaluate
+
+    scores = evaluate(read_volume(args.result), read_volume(args.reference))
+    if args.json:
+        print(json.dumps(scores, indent=2, default=float))
+        return 0
+    print(f"PSNR          {scores['psnr']:.2f} dB  (all voxels in the result's field of view)")
+    print(f"PSNR (head)   {scores['psnr_masked']:.2f} dB")
+    print(f"SSIM (head)   {scores['ssim']:.4f}")
+    print(f"sharpness     {scores['sharpness']:.3f}  (1.0 = as sharp as the reference)")
+    if scores["resampled"]:
+        print("note: grids differ; the result was resampled onto the reference grid (cubic B-spline)")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+
+
+def add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="geometry and pre-flight report of one or more scans")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--frame", type=int, help="volume index to use from 4-D inputs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..info import preflight
+
+    report = preflight(read_inputs(args.files, args.frame))
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+        return 0
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = []
+    for idx, s in enumerate(report["scans"], start=1):
+        lines.append(f"scan {idx}: {s['source']}")
+        sp = "x".join(f"{v:g}" for v in s["spacing_mm"])
+        lines.append(f"  {'x'.join(map(str, s['shape']))} voxels of {sp} mm, orientation {s['orientation']}, "
+                     f"{s['obliquity_deg']:.1f} deg oblique")
+        if s["thick_axis"] is None:
+            lines.append("  no thick axis (near-isotropic)")
+        else:
+            thick = s.get("slice_thickness_mm")
+            gap = s.get("slice_gap_mm")
+            detail = (f", slice thickness {thick:g} mm, gap {gap:g} mm" if thick is not None
+                      else ", slice thickness not recorded")
+            lines.append(f"  thick axis {s['thick_axis']} ({s['anisotropy']:g}x the in-plane spacing){detail}")
+        i = s["intensity"]
+        lines.append(f"  intensity min {i['min']:.4g}, p1 {i['p1']:.4g}, p99 {i['p99']:.4g}, max {i['max']:.4g}")
+    if report.get("pairs"):
+        lines.append("across scans:")
+        for pair in report["pairs"]:
+            a, b = pair["scans"]
+            parts = []
+            if "slice_angle_deg" in pair:
+                parts.append(f"slice directions {pair['slice_angle_deg']:.1f} deg apart")
+            if "intensity_ratio" in pair:
+                parts.append(f"intensity ratio {pair['intensity_ratio']:.3f}")
+            lines.append(f"  scans {a}-{b}: " + (", ".join(parts) or "no shared foreground"))
+        overlap = report.get("overlap_with_scan_1")
+        if overlap:
+            lines.append("  field of view shared with scan 1: " + ", ".join(f"{100 * f:.0f}%" for f in overlap))
+    lines.append("warnings:" if report["warnings"] else "warnings: none")
+    lines.extend(f"  - {w}" for w in report["warnings"])
+    return "\n".join(lines)

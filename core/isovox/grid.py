@@ -1,0 +1,145 @@
+"""Grid maths in one place: voxel grids, refinement and the fusion target grid.
+
+Conventions (pinned by tests):
+
+* an affine maps the index of a voxel *centre* to RAS mm;
+* a voxel with index i covers [i - 1/2, i + 1/2] along each axis, so a field of
+  view is bounded by the outer voxel faces, not by the outer centres;
+* when an axis is re-gridded from spacing ``a`` to ``b`` over the same extent,
+  the first centre moves by ``b/2 - a/2`` (half the new voxel minus half the old).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Volume
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A voxel grid in RAS space: array shape plus index-to-RAS affine."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+    @classmethod
+    def of(cls, volume: Volume) -> "Grid":
+        return cls(volume.shape, np.array(volume.affine))
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape))
+
+    def same_as(self, other: "Grid", atol: float = 1e-4) -> bool:
+        return tuple(self.shape) == tuple(other.shape) and np.allclose(self.affine, other.affine, atol=atol)
+
+
+def regrid_axis(affine: np.ndarray, axis: int, step: float, first_centre: float) -> np.ndarray:
+    """Affine of a grid whose ``axis`` samples old indices ``first_centre + step * j``.
+
+    Both arguments are in units of the old grid's voxels along that axis.
+    """
+    transform = np.eye(4)
+    transform[axis, axis] = step
+    transform[axis, 3] = first_centre
+    return np.asarray(affine, dtype=np.float64) @ transform
+
+
+def parse_spacing(spacing: float | Sequence[float] | str | None) -> np.ndarray | None:
+    """Accept 0.7, (0.5, 0.5, 1.2) or "0.5,0.5,1.2"; refuse non-positive or non-finite values."""
+    if spacing is None:
+        return None
+    if isinstance(spacing, str):
+        try:
+            values = [float(v) for v in spacing.replace("x", ",").split(",") if v.strip()]
+        except ValueError:
+            raise InputError(f"spacing {spacing!r} is not a number or three comma-separated numbers") from None
+    else:
+        values = list(np.atleast_1d(np.asarray(spacing, dtype=np.float64)))
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise InputError(f"spacing needs one value or three, got {len(values)}")
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise InputError(f"spacing {spacing} mm must be positive and finite")
+    return array
+
+
+def orthonormal_frame(directions: np.ndarray) -> np.ndarray:
+    """The rotation (or rotoreflection) nearest to a direction matrix (removes shear)."""
+    u, _, vt = np.linalg.svd(np.asarray(directions, dtype=np.float64))
+    return u @ vt
+
+
+def _count(extent: float, step: float) -> int:
+    ratio = extent / step
+    nearest = round(ratio)
+    if abs(ratio - nearest) < 1e-3:
+        return max(int(nearest), 1)
+    return max(int(np.ceil(ratio)), 1)
+
+
+def target_grid(
+    volumes: Sequence[Volume],
+    spacing: float | Sequence[float] | None = None,
+    fov: Literal["union", "intersection", "first"] = "union",
+) -> Grid:
+    """The isotropic (or given-spacing) grid that covers the scans' fields of view.
+
+    The grid takes the first scan's axis directions and array order; its outer
+    face sits on the outer face of the covered box, so scans cut from one grid,
+    asked for that grid's spacing, give back exactly that grid (no half-voxel drift).
+    Default spacing: the finest voxel size of any scan.
+    """
+    if not volumes:
+        raise InputError("no scans given")
+    steps = parse_spacing(spacing)
+    if steps is None:
+        finest = float(min(v.spacing.min() for v in volumes))
+        steps = np.full(3, finest)
+    frame = orthonormal_frame(volumes[0].directions)
+    boxes = []
+    for vol in volumes:
+        coords = vol.corners() @ frame  # RAS corners in frame coordinates
+        boxes.append((coords.min(axis=0), coords.max(axis=0)))
+    if fov == "first":
+        boxes = boxes[:1]
+    if fov == "intersection":
+        lo = np.max([b[0] for b in boxes], axis=0)
+        hi = np.min([b[1] for b in boxes], axis=0)
+        if np.any(hi <= lo):
+            raise InputError("the scans' fields of view do not overlap")
+    else:
+        lo = np.min([b[0] for b in boxes], axis=0)
+        hi = np.max([b[1] for b in boxes], axis=0)
+    shape = tuple(_count(float(hi[a] - lo[a]), float(steps[a])) for a in range(3))
+    affine = np.eye(4)
+    affine[:3, :3] = frame * steps
+    affine[:3, 3] = frame @ (lo + steps / 2)
+    return Grid(shape, affine)  # type: ignore[arg-type]
+
+
+def axis_correspondence(affine_a: np.ndarray, affine_b: np.ndarray, tol: float = 1e-6) -> np.ndarray | None:
+    """For grids whose axes are parallel (any order or sign): for each axis of b, the axis of a.
+
+    Returns None when the axes are not parallel (oblique relative to each other).
+    """
+    da = np.asarray(affine_a)[:3, :3]
+    db = np.asarray(affine_b)[:3, :3]
+    cos = (da / np.linalg.norm(da, axis=0)).T @ (db / np.linalg.norm(db, axis=0))
+    order = np.argmax(np.abs(cos), axis=0)
+    if sorted(order.tolist()) != [0, 1, 2]:
+        return None
+    if not np.allclose(np.abs(cos[order, [0, 1, 2]]), 1.0, atol=tol):
+        return None
+    return order

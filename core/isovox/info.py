@@ -1,0 +1,139 @@
+"""Geometry and pre-flight report for one or more scans (``isovox info``, UI panels).
+
+It answers what a user should check before fusing: spacing and orientation,
+which axis is thick and by how much, slice gaps, whether scans are orthogonal,
+how much their fields of view overlap, and whether their intensities agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .fusion import check_overlap, coarse_grid, resample
+from .grid import target_grid
+from .intensity import robust_max
+from .volume import Volume
+
+AXIS_NAMES = ("R", "A", "S")
+
+
+def orientation_code(affine: np.ndarray) -> str:
+    """Three letters naming where each array axis points (e.g. 'RAS', 'LPI')."""
+    import nibabel as nib
+
+    return "".join(nib.orientations.aff2axcodes(np.asarray(affine)))
+
+
+def obliquity_degrees(affine: np.ndarray) -> float:
+    """Largest angle between an array axis and its nearest RAS axis."""
+    directions = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    cosines = np.abs(directions).max(axis=0).clip(-1, 1)
+    return float(np.degrees(np.arccos(cosines)).max())
+
+
+def thick_axis(volume: Volume, ratio: float = 1.2) -> int | None:
+    """The array axis whose spacing exceeds the others by ``ratio`` (None: near-isotropic)."""
+    spacing = volume.spacing
+    order = np.argsort(spacing)
+    if spacing[order[2]] >= ratio * spacing[order[1]]:
+        return int(order[2])
+    return None
+
+
+def describe(volume: Volume) -> dict[str, Any]:
+    """Geometry and intensity facts of one volume."""
+    data = np.asarray(volume.data)
+    axis = thick_axis(volume)
+    spacing = volume.spacing
+    facts: dict[str, Any] = {
+        "source": volume.meta.get("source"),
+        "shape": list(volume.shape),
+        "spacing_mm": [round(float(s), 4) for s in spacing],
+        "orientation": orientation_code(volume.affine),
+        "obliquity_deg": round(obliquity_degrees(volume.affine), 2),
+        "origin_ras_mm": [round(float(o), 3) for o in volume.origin],
+        "thick_axis": axis,
+        "anisotropy": round(float(spacing.max() / spacing.min()), 3),
+        "intensity": {
+            "min": float(data.min()),
+            "p1": float(np.percentile(data, 1)),
+            "p99": float(np.percentile(data, 99)),
+            "max": float(data.max()),
+            "robust_max": robust_max(data),
+        },
+    }
+    thickness = volume.meta.get("slice_thickness")
+    between = volume.meta.get("spacing_between_slices")
+    if axis is not None:
+        facts["slice_direction_ras"] = [round(float(v), 4) for v in volume.directions[:, axis]]
+        between = between if between is not None else float(spacing[axis])
+    if thickness is not None and between is not None:
+        facts["slice_thickness_mm"] = float(thickness)
+        facts["slice_gap_mm"] = round(float(between) - float(thickness), 4)
+    return facts
+
+
+def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
+    """Facts per scan plus the cross-scan checks, with human-readable warnings."""
+    scans = [describe(v) for v in volumes]
+    warnings: list[str] = []
+    for idx, (vol, facts) in enumerate(zip(volumes, scans), start=1):
+        spacing = vol.spacing
+        if facts["thick_axis"] is None and len(volumes) > 0:
+            if spacing.max() / spacing.min() < 1.2:
+                warnings.append(f"scan {idx} is already near-isotropic ({_sp(spacing)} mm)")
+        else:
+            inplane = np.delete(spacing, facts["thick_axis"])
+            if inplane.max() / inplane.min() > 1.2:
+                warnings.append(f"scan {idx} has anisotropic in-plane voxels ({_sp(spacing)} mm)")
+        gap = facts.get("slice_gap_mm")
+        if gap is not None and gap > 1e-3:
+            warnings.append(f"scan {idx} has a {gap:g} mm gap between slices: tissue there was never imaged")
+        if gap is None and facts["thick_axis"] is not None:
+            facts["slice_thickness_mm"] = None
+    report: dict[str, Any] = {"scans": scans, "pairs": [], "warnings": warnings}
+    if len(volumes) < 2:
+        return report
+    try:
+        grid = coarse_grid(target_grid(volumes), 48**3)
+        overlap = check_overlap(volumes, grid)
+        report["overlap_with_scan_1"] = [round(f, 4) for f in overlap]
+        for idx, frac in enumerate(overlap[1:], start=2):
+            if frac < 0.5:
+                warnings.append(f"scan {idx} covers only {100 * frac:.0f}% of scan 1's field of view")
+    except InputError as exc:
+        report["overlap_with_scan_1"] = None
+        warnings.append(str(exc))
+        return report
+    parts = [resample(v, grid) for v in volumes]
+    for (a, fa), (b, fb) in itertools.combinations(enumerate(scans), 2):
+        pair: dict[str, Any] = {"scans": [a + 1, b + 1]}
+        if fa["thick_axis"] is not None and fb["thick_axis"] is not None:
+            da = np.array(fa["slice_direction_ras"])
+            db = np.array(fb["slice_direction_ras"])
+            angle = float(np.degrees(np.arccos(np.clip(abs(da @ db), 0, 1))))
+            pair["slice_angle_deg"] = round(angle, 2)
+            if angle < 10:
+                warnings.append(f"scans {a + 1} and {b + 1} are sliced along the same direction; fusion adds little")
+            elif abs(angle - 90) > 10:
+                warnings.append(f"scans {a + 1} and {b + 1} are not orthogonal ({angle:.0f} degrees apart)")
+        shared = parts[a].full_mask() & parts[b].full_mask()
+        va, vb = parts[a].values[shared], parts[b].values[shared]
+        fg = va > 0.1 * robust_max(va) if va.size else np.zeros(0, bool)
+        if np.count_nonzero(fg) > 50:
+            ratio = float(np.median(vb[fg]) / max(np.median(va[fg]), 1e-12))
+            pair["intensity_ratio"] = round(ratio, 4)
+            if abs(np.log(max(ratio, 1e-6))) > np.log(1.15):
+                warnings.append(
+                    f"scan {b + 1} is {ratio:.2f}x as bright as scan {a + 1}; consider --match-intensity"
+                )
+        report["pairs"].append(pair)
+    return report
+
+
+def _sp(spacing: np.ndarray) -> str:
+    return "x".join(f"{s:.3g}" for s in spacing)

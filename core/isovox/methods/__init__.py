@@ -1,0 +1,3 @@
+"""Every super-resolution method, imported explicitly so each registers itself."""
+
+from . import baselines  # noqa: F401
