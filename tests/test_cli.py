@@ -18,13 +18,31 @@ from isovox.sample import sample_reference_path, sample_scan_paths
 from isovox.simulate import Acquisition, simulate_scan
 from isovox.volume import Volume
 
-from conftest import digest, oblique_affine, phantom
+from conftest import digest, oblique_affine, phantom, rotation
 from test_fusion import STORAGE, independent_cubeavg
 
 
 @pytest.fixture
-def native_scans(tmp_path, hr_oblique):
+def real_oblique() -> Volume:
+    """The bundled real Colin27 crop, placed obliquely in the scanner (data untouched)."""
+    hr = io.read_volume(sample_reference_path())
+    tilt = np.eye(4)
+    tilt[:3, :3] = rotation(18.0, -9.0, 25.0)
+    return Volume(hr.data, tilt @ hr.affine, {"source": "colin27 oblique"})
+
+
+@pytest.fixture
+def head(request, hr_oblique) -> Volume:
+    """The phantom by default; tests parametrised indirectly can ask for the real Colin27 crop."""
+    if getattr(request, "param", "phantom") == "colin27":
+        return request.getfixturevalue("real_oblique")
+    return hr_oblique
+
+
+@pytest.fixture
+def native_scans(tmp_path, head):
     """Three orthogonal x4 scans of an oblique head, stored as scanners store them, in three formats."""
+    hr_oblique = head
     paths, sims = [], {}
     for axis, suffix in ((2, ".nii.gz"), (1, ".mha"), (0, ".nrrd")):
         sims[axis] = simulate_scan(hr_oblique, Acquisition(axis=axis, scale=4))
@@ -39,8 +57,10 @@ def run_cli(args, capsys):
     return code, out, err
 
 
-def test_run_cubeavg_lands_on_the_source_grid(tmp_path, native_scans, hr_oblique, capsys):
+@pytest.mark.parametrize("head", ["phantom", "colin27"], indirect=True)
+def test_run_cubeavg_lands_on_the_source_grid(tmp_path, native_scans, head, capsys):
     paths, sims = native_scans
+    hr_oblique = head
     out = tmp_path / "out" / "iso.nii.gz"
     before = [digest(p) for p in paths]
     code, _, err = run_cli(["run", *paths, "--method", "cubeavg", "--spacing", "1", "-o", out, "-q"], capsys)
