@@ -121,3 +121,12 @@ def test_intensity_matching_recovers_gain_and_offset(hr_oblique):
     gain, offset = result.intensity_maps[1]
     assert gain == pytest.approx(1 / 1.3, rel=0.03)
     assert offset == pytest.approx(-20 / 1.3, abs=3.0)
+
+
+def test_fusing_scale_one_scans_returns_the_input(hr_oblique):
+    scans = [simulate_scan(hr_oblique, Acquisition(axis=a, scale=1.0)).transposed((2, 0, 1)) for a in range(3)]
+    result = fuse(scans, spacing=1.0).volume
+    values = result.data.transpose(1, 2, 0)  # back to the HR storage order
+    np.testing.assert_allclose(values, hr_oblique.data, atol=1e-3)
+    np.testing.assert_allclose(result.affine[:3, :3][:, [1, 2, 0]], hr_oblique.affine[:3, :3], atol=1e-9)
+    np.testing.assert_allclose(result.affine[:3, 3], hr_oblique.affine[:3, 3], atol=1e-6)

@@ -106,6 +106,8 @@ def default_method(n_scans: int, device: str, with_reference: bool = False) -> M
     if not candidates:
         raise InputError(f"no method takes {n_scans} scans")
     gpu = device.startswith("cuda") or device == "mps"
-    key = (lambda m: (m.rank_gpu, with_reference and m.reference != "none")) if gpu else (
-        lambda m: (m.rank_cpu, with_reference and m.reference != "none"))
-    return max(candidates, key=key)
+
+    def preference(m: MethodSpec) -> tuple[int, bool]:
+        return (m.rank_gpu if gpu else m.rank_cpu, with_reference and m.reference != "none")
+
+    return max(candidates, key=preference)

@@ -191,7 +191,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_volume(scan, path, protect=[args.hr], sidecar=side)
         records.append({"file": path.name, **acq.to_dict()})
         say(args, f"wrote {path} ({'x'.join(map(str, scan.shape))}, axis {acq.axis}, x{acq.scale:g})")
-    (out_dir / "acquisition.json").write_text(json.dumps({"hr": str(Path(args.hr).resolve()), "scans": records}, indent=2))
+    record = out_dir / "acquisition.json"
+    staged = out_dir / ".acquisition.json.tmp"
+    staged.write_text(json.dumps({"hr": str(Path(args.hr).resolve()), "scans": records}, indent=2))
+    staged.replace(record)
     return 0
 
 
