@@ -75,6 +75,8 @@ def plan(
     spec = get_method(method) if method else default_method(len(scans), device, reference is not None)
     if not spec.min_scans <= len(scans) <= spec.max_scans:
         raise InputError(f"method {spec.name} takes {spec.inputs}, got {len(scans)} scans")
+    if options.get("ensemble") and not spec.needs_weights:
+        raise InputError(f"--ensemble applies to learned methods; {spec.name} is an interpolation")
     if not spec.available():
         raise InputError(f"method {spec.name} is not available: its weights are missing")
     warnings: list[str] = []

@@ -1,0 +1,126 @@
+"""The learned methods: isoSRN, ReCNN (optionally reference-guided) and MRL.
+
+Each runs its shipped model with tiled inference; ``ensemble=True`` averages the
+predictions over the 8 flips of the array axes (isoSRN+ and the like).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+import numpy as np
+
+from ..features import hr_inputs, lr_inputs
+from ..fusion import fuse
+from ..grid import regrid_axis
+from ..models import has_model, load_model, model_card
+from ..progress import Task
+from ..registry import MethodRequest, MethodSpec, register
+from ..tiling import run_tiled
+from ..volume import Volume
+
+BYTES_PER_TILE_VOXEL = {"isosrn": 700.0, "recnn": 900.0, "mrl": 2400.0}
+
+
+def _precision(request: MethodRequest) -> str:
+    # bf16 autocast is only fast on CPUs with native bf16 (AVX512-BF16/AMX); fp32 is the safe CPU default.
+    return str(request.options.get("precision") or ("fp16" if request.device.startswith("cuda") else "fp32"))
+
+
+def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabled: bool, task: Task) -> np.ndarray:
+    """Average of ``run`` over the 8 flips of the three spatial axes (or one plain run)."""
+    if not enabled:
+        return run(inputs, task)
+    total = None
+    flips = list(itertools.product((False, True), repeat=3))
+    for idx, flip in enumerate(flips):
+        axes = tuple(a + 1 for a, f in enumerate(flip) if f)
+        sub = task.sub(idx / len(flips), (idx + 1) / len(flips))
+        out = run(np.flip(inputs, axes).copy() if axes else inputs, sub)
+        out = np.flip(out, axes) if axes else out
+        total = out.astype(np.float64) if total is None else total + out
+    return (total / len(flips)).astype(np.float32)
+
+
+def _run_hr(request: MethodRequest, model_name: str) -> Volume:
+    if request.reference is not None:
+        if not has_model(f"{model_name}-guided"):
+            from ..errors import InputError
+
+            raise InputError(f"method {model_name} has no reference-guided model installed")
+        model_name = f"{model_name}-guided"
+    module, card = load_model(model_name)
+    fuse_task, net_task = request.task.stages([1.0, 9.0])
+    reference = request.reference if card.get("guided") else None
+    inputs = hr_inputs(request.scans, request.grid, reference, bool(request.options.get("register")),
+                       bool(request.options.get("match_intensity")), fuse_task)
+    halo = (module.receptive_radius,) * 3
+    precision = _precision(request)
+
+    def run(x: np.ndarray, task: Task) -> np.ndarray:
+        return run_tiled(module, x, halo, device=request.device, precision=precision,
+                         bytes_per_voxel=BYTES_PER_TILE_VOXEL[card["architecture"]], task=task)
+
+    out = _ensemble(run, inputs.array, bool(request.options.get("ensemble")), net_task)
+    values = np.where(inputs.fusion.coverage > 0, out[0] * inputs.scale, 0.0).astype(np.float32)
+    return Volume(values, request.grid.affine, {"model": model_name,
+                                                 "registrations": [t.tolist() for t in inputs.fusion.registrations],
+                                                 "intensity_maps": inputs.fusion.intensity_maps})
+
+
+def _run_mrl(request: MethodRequest) -> Volume:
+    from ..nets.mrl import FixedFactor
+
+    module, card = load_model("mrl")
+    scans = list(request.scans)
+    stages = request.task.stages([1.0] * len(scans) + [0.3])
+    if request.options.get("register") and len(scans) > 1:
+        from ..registration import register_rigid
+
+        for idx in range(1, len(scans)):
+            transform = register_rigid(scans[0], scans[idx])
+            scans[idx] = Volume(scans[idx].data, np.linalg.inv(transform) @ scans[idx].affine, scans[idx].meta)
+    spacing = float(request.grid.spacing.min())
+    precision = _precision(request)
+    upsampled = []
+    for scan, stage in zip(scans, stages):
+        lr = lr_inputs(scan, spacing, max(module.factors))
+        if lr.factor < 2 or lr.factor not in module.factors:
+            upsampled.append(scan)
+            continue
+        wrapped = FixedFactor(module, lr.factor)
+        halo = (module.receptive_radius,) * 3
+
+        def run(x: np.ndarray, task: Task, wrapped=wrapped, factor=lr.factor) -> np.ndarray:
+            return run_tiled(wrapped, x, halo, scale=(factor, 1, 1), device=request.device, precision=precision,
+                             bytes_per_voxel=BYTES_PER_TILE_VOXEL["mrl"] * factor, task=task)
+
+        out = _ensemble(run, lr.array, bool(request.options.get("ensemble")), stage)[0] * lr.scale
+        data = out.transpose(np.argsort(lr.order))
+        affine = regrid_axis(scan.affine, lr.axis, 1.0 / lr.factor, -0.5 + 0.5 / lr.factor)
+        upsampled.append(Volume(data, affine, scan.meta))
+    result = fuse(upsampled, grid=request.grid, match_intensities=bool(request.options.get("match_intensity")),
+                  task=stages[-1])
+    return result.volume.with_meta(model="mrl", intensity_maps=result.intensity_maps)
+
+
+def _spec(name: str, description: str, run, **kw) -> MethodSpec:
+    return MethodSpec(name=name, description=description, run=run, needs_weights=True,
+                      available=lambda: has_model(name), model_card=lambda: model_card(name), **kw)
+
+
+register(_spec(
+    "isosrn", "isoSRN: 3-D CNN on the fused volume of 1-3 orthogonal scans (Tian et al. 2024); --ensemble = isoSRN+.",
+    lambda r: _run_hr(r, "isosrn"), scales=(1.5, 8.0), rank_cpu=3, rank_gpu=5, bytes_per_voxel=40,
+))
+register(_spec(
+    "recnn", "ReCNN: residual CNN on the fused/B-spline volume, multiscale (Pham et al. 2019); "
+    "--reference uses the model guided by a registered HR image of another contrast.",
+    lambda r: _run_hr(r, "recnn"), scales=(1.5, 8.0), reference="optional", rank_cpu=2, rank_gpu=4,
+    bytes_per_voxel=48,
+))
+register(_spec(
+    "mrl", "Multi-resolution LR-space CNN: each scan super-resolved on its own grid, then fused (fast on CPU).",
+    _run_mrl, scales=(1.5, 8.0), rank_cpu=4, rank_gpu=3, bytes_per_voxel=32,
+))

@@ -1,0 +1,22 @@
+"""Network architectures, built from a name and keyword arguments (see :func:`build`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build(architecture: str, **kwargs: Any):
+    """Instantiate an architecture by name; model folders store the name and its arguments."""
+    if architecture == "isosrn":
+        from .isosrn import IsoSRN
+
+        return IsoSRN(**kwargs)
+    if architecture == "recnn":
+        from .recnn import ReCNN
+
+        return ReCNN(**kwargs)
+    if architecture == "mrl":
+        from .mrl import MRL
+
+        return MRL(**kwargs)
+    raise ValueError(f"unknown architecture {architecture!r}")

@@ -1,0 +1,1 @@
+"""Reproducible training of isovox's shipped models (command ``isovox-train CONFIG``)."""

@@ -1,0 +1,146 @@
+"""Training pairs made on the fly by the engine's simulator.
+
+Only Colin27 and the MNI152 T1 template are used; a slab of each (the first
+``validation_fraction`` of the left-right axis, plus a margin) is kept out of
+training for validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from isovox import datasets
+from isovox.features import hr_inputs, lr_inputs
+from isovox.fusion import resample
+from isovox.grid import Grid, regrid_axis
+from isovox.intensity import robust_max
+from isovox.io import read_volume
+from isovox.metrics import foreground_mask
+from isovox.simulate import Acquisition, ProtocolRanges, sample_protocol, simulate_scan, simulate_scans
+from isovox.volume import Volume
+
+ALLOWED = ("colin27", "mni152")  # the training-data rule: nothing else may enter training
+
+
+@dataclass
+class TrainingVolume:
+    name: str
+    data: np.ndarray  # normalised to robust max 1
+    mask: np.ndarray  # head
+    split: int  # x index: [0, split) validation, [split + margin, n) training
+
+
+def load_volumes(names: list[str], validation_fraction: float, margin: int = 8) -> list[TrainingVolume]:
+    volumes = []
+    for name in names:
+        if name not in ALLOWED:
+            raise ValueError(f"{name} may not be used for training (allowed: {ALLOWED})")
+        vol = read_volume(datasets.fetch(name))
+        data = (vol.data / robust_max(vol.data)).astype(np.float32)
+        split = int(round(data.shape[0] * validation_fraction))
+        volumes.append(TrainingVolume(name, data, foreground_mask(data), split))
+    return volumes
+
+
+def crop_at(volume: TrainingVolume, centre: np.ndarray, size: tuple[int, int, int]) -> Optional[np.ndarray]:
+    lo = [int(c) - s // 2 for c, s in zip(centre, size)]
+    if any(l < 0 or l + s > n for l, s, n in zip(lo, size, volume.data.shape)):
+        return None
+    return volume.data[lo[0]:lo[0] + size[0], lo[1]:lo[1] + size[1], lo[2]:lo[2] + size[2]]
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flips, a random axis order (90-degree rotations), intensity scale and gamma."""
+    crop = np.transpose(crop, rng.permutation(3))
+    for axis in range(3):
+        if rng.random() < 0.5:
+            crop = np.flip(crop, axis)
+    crop = np.clip(crop, 0, None) ** rng.uniform(0.7, 1.4) * rng.uniform(0.8, 1.2)
+    return np.ascontiguousarray(crop, dtype=np.float32)
+
+
+def other_contrast(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic second contrast of the same anatomy (T2-like inverted tissue ordering)."""
+    head = hr > 0.08
+    gamma = rng.uniform(0.7, 1.5)
+    ref = head * (0.2 + np.clip(1.0 - hr, 0, 1) ** gamma)
+    return (ref + rng.normal(0, 0.01, ref.shape)).astype(np.float32)
+
+
+class Sampler:
+    """Draws crops inside the head from the training (or validation) region."""
+
+    def __init__(self, volumes: list[TrainingVolume], validation: bool, margin: int, rng: np.random.Generator):
+        self.volumes = volumes
+        self.rng = rng
+        self.centres = []
+        for vol in volumes:
+            region = np.zeros_like(vol.mask)
+            if validation:
+                region[: vol.split] = True
+            else:
+                region[vol.split + margin:] = True
+            self.centres.append(np.argwhere(vol.mask & region))
+
+    def crop(self, size: tuple[int, int, int]) -> np.ndarray:
+        while True:
+            v = int(self.rng.integers(len(self.volumes)))
+            centre = self.centres[v][self.rng.integers(len(self.centres[v]))]
+            crop = crop_at(self.volumes[v], centre, size)
+            if crop is not None:
+                return crop
+
+
+def hr_pair(hr: np.ndarray, protocol: list[Acquisition], guided: bool, rng: np.random.Generator):
+    """(inputs C x P^3, target 1 x P^3, loss mask) for HR-space networks."""
+    volume = Volume(hr, np.eye(4))
+    scans = simulate_scans(volume, protocol)
+    reference = Volume(other_contrast(hr, rng), np.eye(4)) if guided else None
+    inputs = hr_inputs(scans, Grid.of(volume), reference)
+    target = (hr / inputs.scale)[None].astype(np.float32)
+    mask = (inputs.fusion.coverage > 0)[None]
+    return inputs.array, target, mask
+
+
+def lr_pair(hr: np.ndarray, acq: Acquisition, factor: int):
+    """(LR inputs 2 x D x H x W, target on the x``factor`` grid) for MRL; slices along axis 0."""
+    volume = Volume(hr, np.eye(4))
+    scan = simulate_scan(volume, acq)
+    fine = Grid((scan.shape[0] * factor, scan.shape[1], scan.shape[2]),
+                regrid_axis(scan.affine, 0, 1.0 / factor, -0.5 + 0.5 / factor))
+    target = resample(volume, fine).values
+    lr = lr_inputs(scan, 1.0)
+    return lr.array, (target / lr.scale)[None].astype(np.float32)
+
+
+def hr_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, guided: bool, augment_data: bool = True):
+    xs, ys, ms = [], [], []
+    for _ in range(size):
+        crop = sampler.crop((patch, patch, patch))
+        if augment_data:
+            crop = augment(crop, sampler.rng)
+        x, y, m = hr_pair(crop, sample_protocol(sampler.rng, ranges), guided, sampler.rng)
+        xs.append(x), ys.append(y), ms.append(m)
+    return np.stack(xs), np.stack(ys), np.stack(ms)
+
+
+def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: ProtocolRanges, factor: int):
+    """A batch at one integer factor r; the slice thickness k is drawn from (r - 1, r]."""
+    xs, ys = [], []
+    for _ in range(size):
+        k = float(sampler.rng.uniform(max(1.0, factor - 1) + 1e-3, factor))
+        gap = float(sampler.rng.uniform(*ranges.gap_fraction)) * k
+        step = k + gap
+        length = int(np.ceil((slices - 1) * step + k)) + 1
+        side = max(length, inplane)
+        cube = augment(sampler.crop((side, side, side)), sampler.rng)  # any axis may become the slice axis
+        a, b = (side - length) // 2, (side - inplane) // 2
+        crop = np.ascontiguousarray(cube[a:a + length, b:b + inplane, b:b + inplane])
+        acq = Acquisition(axis=0, scale=k, gap=gap, profile=str(sampler.rng.choice(ranges.profiles)),
+                          noise=float(sampler.rng.uniform(*ranges.noise)), seed=int(sampler.rng.integers(2**31)))
+        x, y = lr_pair(crop, acq, factor)
+        xs.append(x[:, :slices]), ys.append(y[:, : slices * factor])
+    return np.stack(xs), np.stack(ys)

@@ -1,0 +1,252 @@
+"""The training loop: L1, Adam, cosine schedule, checkpoints, CSV logs, validation against CubeAvg."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from isovox import models
+from isovox.nets import build
+from isovox.simulate import Acquisition, ProtocolRanges
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import Sampler, hr_batch, hr_pair, load_volumes, lr_batch, lr_pair
+
+CHANNELS_LAST = torch.channels_last_3d
+
+
+def ranges_from(config: dict[str, Any]) -> ProtocolRanges:
+    p = config.get("protocol", {})
+    return ProtocolRanges(
+        scale=tuple(p.get("scale", (2.0, 7.0))), n_axes=tuple(p.get("n_axes", (1, 2, 3))),
+        gap_fraction=tuple(p.get("gap_fraction", (-0.2, 0.3))), profiles=tuple(p.get("profiles", ("box", "gaussian"))),
+        noise=tuple(p.get("noise", (0.0, 0.05))),
+    )
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class Trainer:
+    def __init__(self, config: dict[str, Any], out: Path) -> None:
+        self.config = config
+        self.out = out
+        self.kind = config["kind"]
+        torch.manual_seed(config.get("seed", 0))
+        torch.set_num_threads(int(config.get("threads") or os.cpu_count() or 1))
+        self.rng = np.random.default_rng(config.get("seed", 0))
+        self.volumes = load_volumes(config["volumes"], config.get("validation_fraction", 0.3))
+        self.train_sampler = Sampler(self.volumes, False, 8, self.rng)
+        self.ranges = ranges_from(config)
+        self.model = build(config["architecture"], **config["arguments"]).to(memory_format=CHANNELS_LAST)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"], betas=(0.9, 0.999), eps=1e-8)
+        self.step = 0
+        self.seconds = 0.0
+        self.validation_sets = self._validation_sets()
+
+    # ------------------------------------------------------------------ data
+    def _validation_sets(self) -> dict[str, list]:
+        """Fixed held-out samples per setting, drawn once from the validation slabs."""
+        rng = np.random.default_rng(12345)
+        sampler = Sampler(self.volumes, True, 0, rng)
+        count = int(self.config.get("validation_samples", 4))
+        sets: dict[str, list] = {}
+        if self.kind == "hr":
+            patch = int(self.config.get("validation_patch", 40))
+            for k in (2, 3, 4, 5, 6, 7):
+                protocol = [Acquisition(axis=a, scale=float(k), seed=int(rng.integers(2**31))) for a in (2, 1, 0)]
+                sets[f"x{k} 3 scans"] = [hr_pair(sampler.crop((patch,) * 3), protocol, bool(self.config.get("guided")), rng)
+                                         for _ in range(count)]
+            protocol = [Acquisition(axis=2, scale=4.0, seed=7)]
+            sets["x4 1 scan"] = [hr_pair(sampler.crop((patch,) * 3), protocol, bool(self.config.get("guided")), rng)
+                                 for _ in range(count)]
+            noisy = [Acquisition(axis=a, scale=4.0, noise=0.03, seed=int(rng.integers(2**31))) for a in (2, 1, 0)]
+            sets["x4 3 scans noise 0.03"] = [hr_pair(sampler.crop((patch,) * 3), noisy, bool(self.config.get("guided")), rng)
+                                             for _ in range(count)]
+        else:
+            for r in (2, 3, 4, 5, 6, 7):
+                items = []
+                for _ in range(count):
+                    length = (10 - 1) * r + r + 1
+                    crop = np.ascontiguousarray(sampler.crop((length, 40, 40)))
+                    items.append((r, lr_pair(crop, Acquisition(axis=0, scale=float(r)), r)))
+                sets[f"x{r}"] = items
+        return sets
+
+    def batch(self):
+        if self.kind == "hr":
+            x, y, m = hr_batch(self.train_sampler, self.config["batch"], self.config["patch"], self.ranges,
+                               bool(self.config.get("guided")))
+            return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), None
+        factors = self.config.get("factors", [2, 3, 4, 5, 6, 7])
+        r = int(self.rng.choice(factors))
+        slices = max(6, min(12, 72 // r))
+        x, y = lr_batch(self.train_sampler, self.config["batch"], slices, self.config["patch"], self.ranges, r)
+        return torch.from_numpy(x), torch.from_numpy(y), None, r
+
+    # ------------------------------------------------------------------ steps
+    def lr_at(self, step: int) -> float:
+        total = self.config["steps"]
+        warm = self.config.get("warmup", 50)
+        base = self.config["lr"]
+        if step < warm:
+            return base * (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def loss(self, x, y, m, r):
+        x = x.contiguous(memory_format=CHANNELS_LAST)
+        bf16 = bool(self.config.get("bf16", True))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if self.kind == "hr":
+                pred = self.model(x).float()
+                border = int(self.config.get("loss_border", 4))
+                inner = (slice(None), slice(None)) + (slice(border, -border),) * 3
+                return F.l1_loss(pred[inner][m[inner]], y[inner][m[inner]])
+            branches = [b.float() for b in self.model.branches(x, r)]
+            combined = self.model.combine(branches)
+            deep = sum(F.l1_loss(b, y) for b in branches) / len(branches)
+            return deep + F.l1_loss(combined, y)
+
+    def predict(self, x: np.ndarray, r: int | None = None) -> np.ndarray:
+        self.model.eval()
+        with torch.inference_mode():
+            t = torch.from_numpy(x[None]).contiguous(memory_format=CHANNELS_LAST)
+            out = self.model(t) if r is None else self.model(t, r)
+        self.model.train()
+        return out[0].float().numpy()
+
+    def validate(self) -> dict[str, float]:
+        """Mean masked-PSNR gain (dB) of the network over its baseline, per validation setting."""
+        gains = {}
+        for name, items in self.validation_sets.items():
+            values = []
+            for item in items:
+                if self.kind == "hr":
+                    x, y, m = item
+                    head = m & (y > 0.08)
+                    values.append(psnr(self.predict(x), y, head) - psnr(x[:1], y, head))
+                else:
+                    r, (x, y) = item
+                    base = torch.nn.functional.interpolate(torch.from_numpy(x[None, :1]), scale_factor=(r, 1, 1),
+                                                           mode="trilinear", align_corners=False)[0].numpy()
+                    head = y > 0.08
+                    values.append(psnr(self.predict(x, r), y, head) - psnr(base, y, head))
+            gains[name] = float(np.mean(values))
+        return gains
+
+    # ------------------------------------------------------------------ run
+    def run(self, minutes: float | None = None, quiet: bool = False) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = load_checkpoint(self.out, self.model, self.optimizer)
+        if state:
+            self.step, self.seconds = state["step"], state["seconds"]
+            self.rng.bit_generator.state = state["numpy_rng"]
+        steps = self.config["steps"]
+        every_val = self.config.get("val_every", 200)
+        every_ckpt = self.config.get("checkpoint_every", 100)
+        log_path, val_path = self.out / "training.csv", self.out / "validation.csv"
+        new_log = not log_path.exists()
+        started = time.perf_counter()
+        bar = tqdm(total=steps, initial=self.step, desc=self.config["name"], disable=quiet, dynamic_ncols=True)
+        last_val: dict[str, float] = {}
+        with open(log_path, "a", newline="") as log_fh, open(val_path, "a", newline="") as val_fh:
+            log = csv.writer(log_fh)
+            if new_log:
+                log.writerow(["step", "loss", "lr", "seconds"])
+            val_log = csv.writer(val_fh)
+            self.model.train()
+            while self.step < steps:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(self.step)
+                x, y, m, r = self.batch()
+                loss = self.loss(x, y, m, r)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+                elapsed = self.seconds + time.perf_counter() - started
+                log.writerow([self.step, f"{loss.item():.6f}", f"{self.lr_at(self.step - 1):.3e}", f"{elapsed:.1f}"])
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", **{k.split()[0]: f"{v:+.2f}" for k, v in list(last_val.items())[:3]})
+                out_of_time = minutes is not None and (time.perf_counter() - started) > 60 * minutes
+                if self.step % every_val == 0 or self.step == steps:
+                    last_val = self.validate()
+                    val_log.writerow([self.step] + [f"{k}={v:.3f}" for k, v in last_val.items()])
+                    val_fh.flush()
+                if self.step % every_ckpt == 0 or self.step == steps or out_of_time:
+                    self._checkpoint(elapsed)
+                    log_fh.flush()
+                if out_of_time:
+                    break
+        bar.close()
+        self.seconds += time.perf_counter() - started
+        return {"step": self.step, "finished": self.step >= steps, "validation": last_val or self.validate()}
+
+    def _checkpoint(self, elapsed: float) -> None:
+        save_checkpoint(self.out, self.model, self.optimizer,
+                        {"step": self.step, "seconds": elapsed, "numpy_rng": self.rng.bit_generator.state,
+                         "config": self.config})
+
+    def export(self, root: Path, validation: dict[str, float]) -> Path:
+        config = self.config
+        card = {
+            "name": config["name"],
+            "architecture": config["architecture"],
+            "arguments": config["arguments"],
+            "kind": config["kind"],
+            "guided": bool(config.get("guided")),
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "inputs": "see isovox.features: HR-space (fused/robust max, distance to acquired slices, k/8"
+                      + (", reference" if config.get("guided") else "") + ")" if config["kind"] == "hr"
+                      else "see isovox.features: one scan on its own grid, thick axis first, k/8 channel",
+            "training": {
+                "volumes": config["volumes"],
+                "validation_slab": f"first {config.get('validation_fraction', 0.3):.0%} of the left-right axis of each volume",
+                "steps": self.step, "batch": config["batch"], "patch": config["patch"],
+                "protocol": config.get("protocol", {}), "lr": config["lr"], "schedule": "cosine with warmup",
+                "loss": "L1" + (" + deep supervision" if config["kind"] == "lr" else ""),
+                "seed": config.get("seed", 0), "bf16_autocast": bool(config.get("bf16", True)),
+                "wall_time_s": round(self.seconds, 1),
+                "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+            },
+            "validation_gain_db": {k: round(v, 3) for k, v in validation.items()},
+            "validation_baseline": "CubeAvg of the same scans" if config["kind"] == "hr" else "trilinear upsampling of the scan",
+        }
+        markdown = model_card_markdown(card)
+        return models.save_model(self.model, config["name"], card, root, markdown)
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    t = card["training"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        f"- Architecture: `{card['architecture']}` {json.dumps(card['arguments'])}, {card['parameters']:,} parameters",
+        f"- Inputs: {card['inputs']}",
+        f"- Training data: {', '.join(t['volumes'])} (real T1 volumes from Debian mricron-data and PyPI nilearn); "
+        f"held out: {t['validation_slab']}",
+        f"- Training: {t['steps']} steps, batch {t['batch']}, patch {t['patch']}, {t['loss']}, Adam lr {t['lr']} "
+        f"({t['schedule']}), seed {t['seed']}, protocol {json.dumps(t['protocol'])}",
+        f"- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}",
+        "",
+        f"## Validation: masked-PSNR gain over {card['validation_baseline']} on the held-out slabs",
+        "",
+        "| setting | gain (dB) |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:+.2f} |" for k, v in card["validation_gain_db"].items()]
+    return "\n".join(lines) + "\n"
