@@ -79,11 +79,11 @@ class IsoVoxLogic:
             raise InputError("select at least one input volume")
         if len(nodes) > 3:
             raise InputError(f"isovox fuses 1 to 3 scans, got {len(nodes)}")
-        if len({n.GetID() for n in nodes}) != len(nodes):
-            raise InputError("the same volume is selected twice")
         scene = nodes[0].GetScene()
         if any(n.GetScene() is not scene for n in nodes):
             raise InputError("the input volumes belong to different scenes")
+        if len({n.GetID() for n in nodes}) != len(nodes):
+            raise InputError("the same volume is selected twice")
         return [self.volume(n) for n in nodes]
 
     # ------------------------------------------------------------------ planning
