@@ -122,3 +122,11 @@ def test_warnings_turn_a_refusal_into_one_sentence(scan_nodes):
     assert logic.warnings([]) == ["select at least one input volume"]
     assert any("finer" in w for w in logic.warnings(scan_nodes, spacing=0.01))
     assert isinstance(logic.warnings(scan_nodes, spacing=1.5), list)
+
+
+def test_scale_sets_the_spacing_the_engine_reports_back(scan_nodes):
+    logic = IsoVoxLogic()
+    spacing = logic.spacing_for_scale(scan_nodes, 2.0)
+    assert logic.plan(scan_nodes, spacing=spacing).scale == pytest.approx(2.0)
+    with pytest.raises(InputError, match="positive"):
+        logic.spacing_for_scale(scan_nodes, 0)

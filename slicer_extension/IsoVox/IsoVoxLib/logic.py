@@ -94,6 +94,13 @@ class IsoVoxLogic:
         ref = self.volume(reference) if reference is not None else None
         return api.plan(scans, method or None, spacing=spacing, reference=ref, device=device, grid=grid, **options)
 
+    def spacing_for_scale(self, input_volumes: Sequence[Any], scale: float) -> float:
+        """Target spacing that makes the thickest input slices ``scale`` times finer (the engine's Plan.scale)."""
+        if not scale or scale <= 0:
+            raise InputError("the scale must be a positive number")
+        coarsest = max(float(v.spacing.max()) for v in self.scans(input_volumes))
+        return coarsest / float(scale)
+
     def preflight(self, input_volumes: Sequence[Any]) -> dict[str, Any]:
         """The engine's pre-flight report (geometry facts and warnings) for the selected scans."""
         return info.preflight(self.scans(input_volumes))
