@@ -27,7 +27,7 @@ def result(scan_nodes):
     return IsoVoxLogic().process(scan_nodes, spacing=1.5)
 
 
-def test_residual_is_the_engines_difference_with_a_diverging_window(scene, result, hr_node):
+def test_residual_is_the_engines_difference_with_a_diverging_window(scene, result, hr_node, scan_nodes):
     node = difference_node(result, hr_node)
     expected = qa.difference_map(volume_from_node(result), volume_from_node(hr_node)).data
     got = volume_from_node(node)
@@ -43,7 +43,8 @@ def test_residual_is_the_engines_difference_with_a_diverging_window(scene, resul
     colors.GetColor(0, low), colors.GetColor(128, mid), colors.GetColor(255, high)
     assert low[2] > low[0] and high[0] > high[2] and min(mid[:3]) > 0.95
     assert scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode") == 1  # reused, not duplicated
-    difference_node(result, hr_node)
+    again = difference_node(result, scan_nodes[0], output=node)  # the overlay node is reused and renamed
+    assert again is node and node.GetName() == f"{result.GetName()} - T2ax"
     assert scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode") == 1
 
 

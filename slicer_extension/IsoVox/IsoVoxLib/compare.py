@@ -80,6 +80,7 @@ def consistency_nodes(logic: Any, result_node: Any, input_nodes: Sequence[Any]) 
 def _residual_node(scene: Any, diff: Volume, name: str, output: Any, kind: str) -> Any:
     shown = diff.with_data(np.nan_to_num(diff.data, nan=0.0))
     node = add_volume_node(scene, shown, name, output)
+    node.SetName(name)  # a reused overlay node now shows another difference
     node.SetAttribute(RESIDUAL_ATTRIBUTE, kind)
     apply_diverging_display(node, symmetric_limit(diff.data))
     return node
