@@ -27,6 +27,7 @@ from IsoVoxLib import dependencies
 ENGINE_SOURCE_SETTING = "IsoVox/EngineSource"  # PyPI name, wheel or source folder of the engine
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SAVE_FORMATS = (("NRRD (.nrrd)", ".nrrd"), ("NIfTI (.nii.gz)", ".nii.gz"))
+AUTO_METHOD = "auto (best available)"
 OVERLAY_NONE = "None"
 OVERLAY_REFERENCE = "Result - reference"
 OVERLAY_FUSED = "Result - fused input"
@@ -257,6 +258,7 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         from isovox import registry
 
+        self.ui.methodComboBox.addItem(AUTO_METHOD)  # the engine's default for the number of scans and device
         for spec in registry.all_methods():
             self.ui.methodComboBox.addItem(spec.name)
             self.ui.methodComboBox.setItemData(self.ui.methodComboBox.count - 1,
@@ -268,6 +270,10 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         from isovox import registry
 
+        if self.ui.methodComboBox.currentText == AUTO_METHOD:
+            self.ui.methodDescriptionLabel.text = "The engine picks the best available method for these scans."
+            self.onInputsChanged()
+            return
         spec = registry.get_method(self.ui.methodComboBox.currentText)
         state = "" if spec.available() else " (weights missing)"
         self.ui.methodDescriptionLabel.text = f"{spec.inputs}: {spec.description}{state}"
@@ -292,7 +298,7 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.ui.scaleSliderWidget.value > 0:
             spacing = self.logic.engine.spacing_for_scale(self.inputNodes(), self.ui.scaleSliderWidget.value)
         return {
-            "method": self.ui.methodComboBox.currentText or None,
+            "method": None if self.ui.methodComboBox.currentText in ("", AUTO_METHOD) else self.ui.methodComboBox.currentText,
             "spacing": spacing,
             "reference": self.ui.referenceSelector.currentNode(),
             "device": self.ui.deviceComboBox.currentText or "auto",

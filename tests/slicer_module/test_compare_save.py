@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-import slicer
 from mrml_helpers import hr, hr_node, load_with_storage_node, scan_files, scan_nodes, scene  # noqa: F401
 from IsoVoxLib.compare import (COMPARE_LAYOUT_ID, assign_compare_views, consistency_nodes, difference_node,
                                diverging_color_node, fused_input_node, install_compare_layout, symmetric_limit)

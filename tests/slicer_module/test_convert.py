@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import vtk
 
-import slicer
 from mrml_helpers import hr, oblique_affine, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
 from IsoVoxLib.convert import add_volume_node, array_to_matrix, matrix_to_array, volume_from_node, world_ijk_to_ras
 from isovox.errors import InputError
