@@ -104,6 +104,10 @@ class IsoVoxLogic(ScriptedLoadableModuleLogic):
             self._engine = LibraryLogic()
         return self._engine
 
+    def clearCache(self):
+        if self._engine is not None:
+            self._engine.clear_cache()
+
     def process(self, inputVolumes, method="cubeavg", spacing=None, reference=None, outputVolume=None, **options):
         """Super-resolve synchronously; returns the output vtkMRMLScalarVolumeNode."""
         return self.engine.process(inputVolumes, method, spacing, reference, outputVolume, **options)
@@ -189,8 +193,12 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event):
         self.stopProfile()
+        if self._run is not None:
+            self._run.cancel()
         self.setParameterNode(None)
+        self.logic.clearCache()
         self._made = {}
+        self._profileNodes = None
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:

@@ -130,3 +130,13 @@ def test_scale_sets_the_spacing_the_engine_reports_back(scan_nodes):
     assert logic.plan(scan_nodes, spacing=spacing).scale == pytest.approx(2.0)
     with pytest.raises(InputError, match="positive"):
         logic.spacing_for_scale(scan_nodes, 0)
+
+
+def test_converted_volumes_are_cached_until_the_voxels_change(scan_nodes):
+    logic = IsoVoxLogic()
+    first = logic.volume(scan_nodes[0])
+    assert logic.volume(scan_nodes[0]) is first
+    scan_nodes[0].GetImageData().Modified()
+    assert logic.volume(scan_nodes[0]) is not first
+    logic.clear_cache()
+    assert logic._cache == {}

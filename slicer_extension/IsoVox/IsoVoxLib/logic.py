@@ -73,6 +73,10 @@ class IsoVoxLogic:
         self._cache[key] = (stamp, volume)
         return volume
 
+    def clear_cache(self) -> None:
+        """Drop the converted copies (e.g. when the scene closes), freeing their memory."""
+        self._cache.clear()
+
     def scans(self, input_volumes: Sequence[Any]) -> list[Volume]:
         nodes = [n for n in input_volumes if n is not None]
         if not nodes:
