@@ -78,6 +78,8 @@ def test_compare_layout_and_linked_views(scene, scan_nodes, result, hr_node):
 
 
 def test_partners_and_references_are_suggested_from_geometry(scene, scan_nodes, hr_node, result):
+    fused_input_node(IsoVoxLogic(), scan_nodes, result)  # isotropic, but ours: never suggested
+    difference_node(result, hr_node)
     assert suggest_partners(scene, scan_nodes[0]) == [scan_nodes[1]]  # not the result, not the isotropic HR
     assert suggest_references(scene, scan_nodes[0]) == [hr_node]
     assert suggest_partners(scene, None) == []

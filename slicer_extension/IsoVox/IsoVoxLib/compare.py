@@ -56,7 +56,9 @@ def fused_input_node(logic: Any, input_nodes: Sequence[Any], result_node: Any, o
     scans = logic.scans(input_nodes)
     fused = fuse(scans, grid=Grid.of(volume_from_node(result_node))).volume
     name = "+".join(node_label(n) for n in input_nodes if n is not None) + " fused"
-    return add_volume_node(result_node.GetScene(), fused, name, output)
+    node = add_volume_node(result_node.GetScene(), fused, name, output)
+    node.SetAttribute("isovox.fused", "cubeavg")
+    return node
 
 
 def difference_node(result_node: Any, other_node: Any, output: Any = None) -> Any:

@@ -16,7 +16,7 @@ from isovox.volume import Volume
 
 from .convert import world_ijk_to_ras
 
-RESULT_ATTRIBUTE = "isovox.method"
+DERIVED_ATTRIBUTES = ("isovox.method", "isovox.fused", "isovox.residual")
 
 
 def _geometry(node: Any) -> Optional[tuple[Volume, np.ndarray]]:
@@ -39,9 +39,9 @@ def _candidates(scene: Any, first: Any) -> list[Any]:
     nodes = []
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
         node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
-        if node is first or node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(RESULT_ATTRIBUTE):
+        if node is first or node.IsA("vtkMRMLLabelMapVolumeNode"):
             continue
-        if node.GetAttribute("isovox.residual"):
+        if any(node.GetAttribute(a) for a in DERIVED_ATTRIBUTES):  # our own results, fused inputs and maps
             continue
         nodes.append(node)
     return nodes
