@@ -305,10 +305,13 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         spacing = self.ui.spacingSliderWidget.value or None
         if self.ui.scaleSliderWidget.value > 0:
             spacing = self.logic.engine.spacing_for_scale(self.inputNodes(), self.ui.scaleSliderWidget.value)
+        from IsoVoxLib.logic import reference_for
+
+        method = None if self.ui.methodComboBox.currentText in ("", AUTO_METHOD) else self.ui.methodComboBox.currentText
         return {
-            "method": None if self.ui.methodComboBox.currentText in ("", AUTO_METHOD) else self.ui.methodComboBox.currentText,
+            "method": method,
             "spacing": spacing,
-            "reference": self.ui.referenceSelector.currentNode(),
+            "reference": reference_for(method, self.ui.referenceSelector.currentNode()),
             "device": self.ui.deviceComboBox.currentText or "auto",
             "register": self.ui.registerCheckBox.checked,
             "match_intensity": self.ui.matchIntensityCheckBox.checked,

@@ -11,7 +11,8 @@ import vtk
 import slicer
 from mrml_helpers import hr, hr_node, load_with_storage_node, scan_files, scan_nodes, scene  # noqa: F401  (sets sys.path)
 from IsoVoxLib.convert import matrix_to_array, volume_from_node
-from IsoVoxLib.logic import IsoVoxLogic, get_provenance, method_names, methods_for, output_name, slab_axis
+from IsoVoxLib.logic import (IsoVoxLogic, get_provenance, method_names, methods_for, output_name, reference_for,
+                             slab_axis)
 from isovox import api, qa, registry
 from isovox.errors import InputError
 from isovox.io import read_volume
@@ -158,3 +159,14 @@ def test_real_sample_scans_loaded_by_slicer_give_the_engines_result(scene):
     corner = from_files.index_to_world(np.zeros(3))
     ijk = result.world_to_index(corner)
     np.testing.assert_allclose(ijk, np.rint(ijk), atol=1e-6)
+
+
+def test_the_reference_goes_to_the_engine_only_for_methods_that_take_one(scan_nodes, hr_node):
+    assert reference_for("cubeavg", hr_node) is None
+    assert reference_for(None, hr_node) is hr_node
+    assert reference_for("cubeavg", None) is None
+    for spec in registry.all_methods():
+        expected = None if spec.reference == "none" else hr_node
+        assert reference_for(spec.name, hr_node) is expected
+    with pytest.raises(InputError, match="takes no"):
+        IsoVoxLogic().process(scan_nodes, "cubeavg", reference=hr_node)

@@ -50,6 +50,17 @@ def methods_for(n_scans: int, with_reference: bool = False) -> list[registry.Met
     return usable
 
 
+def reference_for(method: Optional[str], reference: Any) -> Any:
+    """The reference to hand the engine: none for methods that take none.
+
+    The module's reference selector serves two purposes: guiding methods that use an HR
+    image, and being shown and compared against. Only the first goes to the engine.
+    """
+    if reference is None or method is None:
+        return reference  # the engine's default method ignores an unusable reference, with a warning
+    return None if registry.get_method(method).reference == "none" else reference
+
+
 class IsoVoxLogic:
     """Super-resolve MRML volumes with the isovox engine (no Qt needed)."""
 
