@@ -91,7 +91,7 @@ class IsoVoxLogic(ScriptedLoadableModuleLogic):
         except ModuleNotFoundError:
             PyTorchUtils = None
         source = qt.QSettings().value(ENGINE_SOURCE_SETTING) or os.environ.get("ISOVOX_ENGINE_SOURCE") \
-            or dependencies.ENGINE_PACKAGE
+            or dependencies.default_engine_source()
         confirm = slicer.util.confirmOkCancelDisplay if askConfirmation else (lambda text: True)
         return dependencies.install(plan, slicer.util.pip_install, confirm, PyTorchUtils, source)
 

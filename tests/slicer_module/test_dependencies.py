@@ -6,7 +6,8 @@ import tomllib
 from pathlib import Path
 
 from mrml_helpers import MODULE_DIR  # noqa: F401  (sets sys.path)
-from IsoVoxLib.dependencies import ENGINE_REQUIREMENTS, InstallPlan, install, install_plan, to_install
+from IsoVoxLib.dependencies import (ENGINE_REQUIREMENTS, InstallPlan, default_engine_source, install, install_plan,
+                                    to_install)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +58,8 @@ def test_torch_with_pip_without_the_extension():
     calls = []
     install(InstallPlan(torch=True, engine=False, packages=[]), calls.append, confirm=lambda text: True)
     assert calls == ["torch"]
+
+
+def test_engine_installs_from_the_checkout_when_the_module_runs_from_one(tmp_path):
+    assert default_engine_source() == str(ROOT)
+    assert default_engine_source(tmp_path / "a" / "b") == "isovox"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 # The engine's requirements (pyproject.toml [project.dependencies]); a test keeps them in step.
@@ -63,6 +64,19 @@ class InstallPlan:
 
 def install_plan(installed: Callable[[str], bool] = is_installed) -> InstallPlan:
     return InstallPlan(torch=not installed(TORCH), engine=not installed(ENGINE_PACKAGE), packages=to_install(installed=installed))
+
+
+def default_engine_source(module_dir: Path = Path(__file__).resolve().parents[1]) -> str:
+    """The engine's source folder when the module runs from an isovox checkout, else its package name.
+
+    In a checkout the module sits at ``<repo>/slicer_extension/IsoVox`` and the engine's
+    ``pyproject.toml`` at ``<repo>``; installing from there keeps module and engine in step.
+    """
+    root = module_dir.parents[1] if len(module_dir.parents) > 1 else module_dir
+    project = root / "pyproject.toml"
+    if project.is_file() and re.search(r'^name\s*=\s*"isovox"', project.read_text(), re.M):
+        return str(root)
+    return ENGINE_PACKAGE
 
 
 def install(plan: InstallPlan, pip_install: Callable[[str], None], confirm: Callable[[str], bool],
