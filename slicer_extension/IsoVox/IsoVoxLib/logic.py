@@ -19,12 +19,11 @@ from isovox.grid import Grid
 from isovox.progress import Task
 from isovox.volume import Volume
 
-from .convert import add_volume_node, node_label, volume_from_node
+from .convert import add_volume_node, node_label, volume_from_node, world_ijk_to_ras
 
 PROVENANCE_ATTRIBUTE = "isovox.provenance"
 METHOD_ATTRIBUTE = "isovox.method"
 INPUTS_ATTRIBUTE = "isovox.inputs"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def output_name(input_nodes: Sequence[Any], method: str, suffix: str = "") -> str:
@@ -65,7 +64,7 @@ class IsoVoxLogic:
     """Super-resolve MRML volumes with the isovox engine (no Qt needed)."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[int, ...], Volume]] = {}
+        self._cache: dict[str, tuple[tuple, Volume]] = {}
 
     # ------------------------------------------------------------------ conversion
     def volume(self, node: Any) -> Volume:
@@ -73,9 +72,9 @@ class IsoVoxLogic:
         if node is None:
             raise InputError("select a scalar volume")
         image = node.GetImageData()
-        parent = node.GetParentTransformNode()
-        stamp = (node.GetMTime(), image.GetMTime() if image is not None else 0,
-                 parent.GetMTime() if parent is not None else 0)
+        if image is None:
+            return volume_from_node(node)  # raises the clear "no voxels" message
+        stamp = (node.GetMTime(), image.GetMTime(), tuple(world_ijk_to_ras(node).ravel()))  # any transform above it too
         key = node.GetID() or str(id(node))
         cached = self._cache.get(key)
         if cached is not None and cached[0] == stamp:
