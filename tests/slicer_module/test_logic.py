@@ -10,7 +10,7 @@ import vtk
 
 import slicer
 from mrml_helpers import hr, hr_node, load_with_storage_node, scan_files, scan_nodes, scene  # noqa: F401  (sets sys.path)
-from IsoVoxLib.convert import matrix_to_array, volume_from_node
+from IsoVoxLib.convert import array_to_matrix, matrix_to_array, volume_from_node
 from IsoVoxLib.logic import (IsoVoxLogic, get_provenance, method_names, methods_for, output_name, reference_for,
                              slab_axis)
 from isovox import api, qa, registry
@@ -140,6 +140,15 @@ def test_converted_volumes_are_cached_until_the_voxels_change(scan_nodes):
     assert logic.volume(scan_nodes[0]) is first
     scan_nodes[0].GetImageData().Modified()
     assert logic.volume(scan_nodes[0]) is not first
+    second = logic.volume(scan_nodes[0])
+    transform = scan_nodes[0].GetScene().AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    scan_nodes[0].SetAndObserveTransformNodeID(transform.GetID())
+    shift = np.eye(4)
+    shift[:3, 3] = (4.0, 0.0, -2.0)
+    transform.SetMatrixTransformToParent(array_to_matrix(shift))
+    moved = logic.volume(scan_nodes[0])
+    assert moved is not second
+    np.testing.assert_allclose(moved.affine, shift @ second.affine)
     logic.clear_cache()
     assert logic._cache == {}
 
