@@ -68,6 +68,10 @@ def test_output_node_is_reused_named_and_carries_provenance(scene, scan_nodes):
 def test_one_scan_with_the_default_method(scan_nodes):
     node = IsoVoxLogic().process(scan_nodes[:1], method=None, spacing=2.0)
     assert get_provenance(node)["method"] == registry.default_method(1, "cpu").name
+    single = IsoVoxLogic().process(scan_nodes[0], method=None, spacing=2.0)  # one node, not in a list
+    assert single.GetName().startswith("T2ax isovox-") and single is not node
+    assert tuple(IsoVoxLogic().process((scan_nodes[0], None), None, 2.0).GetImageData().GetDimensions()) == \
+        tuple(node.GetImageData().GetDimensions())
 
 
 @pytest.mark.parametrize("inputs, spacing, message", [

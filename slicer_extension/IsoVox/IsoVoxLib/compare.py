@@ -17,6 +17,7 @@ from isovox.grid import Grid
 from isovox.volume import Volume
 
 from .convert import add_volume_node, node_label, volume_from_node
+from .logic import as_node_list
 
 DIVERGING_COLOR_NAME = "IsoVox diverging"
 COMPARE_LAYOUT_ID = 28801  # a custom layout id, clear of Slicer's built-in ones
@@ -55,7 +56,7 @@ def fused_input_node(logic: Any, input_nodes: Sequence[Any], result_node: Any, o
     """CubeAvg of the inputs on the result's grid: what the scans say, before any learned method."""
     scans = logic.scans(input_nodes)
     fused = fuse(scans, grid=Grid.of(volume_from_node(result_node))).volume
-    name = "+".join(node_label(n) for n in input_nodes if n is not None) + " fused"
+    name = "+".join(node_label(n) for n in as_node_list(input_nodes)) + " fused"
     node = add_volume_node(result_node.GetScene(), fused, name, output)
     node.SetAttribute("isovox.fused", "cubeavg")
     return node
@@ -72,7 +73,7 @@ def consistency_nodes(logic: Any, result_node: Any, input_nodes: Sequence[Any]) 
     """Per scan: the result re-acquired like that scan minus the scan (where it contradicts the data)."""
     result = volume_from_node(result_node)
     nodes = []
-    for scan_node, scan in zip([n for n in input_nodes if n is not None], logic.scans(input_nodes)):
+    for scan_node, scan in zip(as_node_list(input_nodes), logic.scans(input_nodes)):
         diff = qa.consistency_map(result, scan)
         name = f"{node_label(result_node)} consistency {node_label(scan_node)}"
         nodes.append(_residual_node(result_node.GetScene(), diff, name, None, "consistency"))

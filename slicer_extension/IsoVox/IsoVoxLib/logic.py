@@ -60,6 +60,15 @@ def reference_for(method: Optional[str], reference: Any) -> Any:
     return None if registry.get_method(method).reference == "none" else reference
 
 
+def as_node_list(input_volumes: Any) -> list[Any]:
+    """Accept one node or a sequence of nodes (None entries, e.g. empty selectors, dropped)."""
+    if input_volumes is None:
+        return []
+    if hasattr(input_volumes, "IsA"):
+        return [input_volumes]
+    return [n for n in input_volumes if n is not None]
+
+
 class IsoVoxLogic:
     """Super-resolve MRML volumes with the isovox engine (no Qt needed)."""
 
@@ -88,7 +97,7 @@ class IsoVoxLogic:
         self._cache.clear()
 
     def scans(self, input_volumes: Sequence[Any]) -> list[Volume]:
-        nodes = [n for n in input_volumes if n is not None]
+        nodes = as_node_list(input_volumes)
         if not nodes:
             raise InputError("select at least one input volume")
         if len(nodes) > 3:
@@ -150,7 +159,7 @@ class IsoVoxLogic:
 
     def _execute(self, run: api.Plan, inputs: Sequence[Any], reference: Any, output: Any,
                  task: Optional[Task], suffix: str) -> Any:
-        nodes = [n for n in inputs if n is not None]
+        nodes = as_node_list(inputs)
         result = api.execute(run, task)
         scene = nodes[0].GetScene()
         node = add_volume_node(scene, result.volume, output_name(nodes, run.method.name, suffix), output)

@@ -27,7 +27,7 @@ from isovox.io import read_volume, sidecar_path, write_volume
 
 from .convert import add_volume_node, node_label
 from .engine_runner import PROGRESS_PREFIX
-from .logic import IsoVoxLogic, output_name, set_provenance
+from .logic import IsoVoxLogic, as_node_list, output_name, set_provenance
 
 RUNNER = Path(__file__).with_name("engine_runner.py")
 EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_CANCELLED = 2, 1, 130
@@ -155,7 +155,7 @@ class BackgroundRun:
     def __init__(self, logic: IsoVoxLogic, input_nodes: Sequence[Any], method: Optional[str] = "cubeavg",
                  spacing: Any = None, reference: Any = None, device: str = "auto", output_node: Any = None,
                  python: Optional[str] = None, register: bool = False, match_intensity: bool = False) -> None:
-        self.input_nodes = [n for n in input_nodes if n is not None]
+        self.input_nodes = as_node_list(input_nodes)
         self.reference = reference
         self.output_node = output_node
         self.plan = logic.plan(self.input_nodes, method, spacing, reference, device)  # refuse before launching
