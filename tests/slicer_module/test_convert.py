@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import vtk
 
 from mrml_helpers import hr, oblique_affine, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
+# after mrml_helpers: it skips this module cleanly when slicer-core (and its vtk) is missing
+import vtk
 from IsoVoxLib.convert import add_volume_node, array_to_matrix, matrix_to_array, volume_from_node, world_ijk_to_ras
 from isovox.errors import InputError
 from isovox.io import read_volume

@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import vtk
 
-import slicer
 from mrml_helpers import hr, hr_node, load_with_storage_node, scan_files, scan_nodes, scene  # noqa: F401  (sets sys.path)
+# after mrml_helpers: it skips this module cleanly when slicer-core (and its vtk) is missing
+import slicer
+import vtk
 from IsoVoxLib.convert import array_to_matrix, matrix_to_array, volume_from_node
 from IsoVoxLib.logic import (IsoVoxLogic, get_provenance, method_names, methods_for, output_name, reference_for,
                              slab_axis)
