@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml | system
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	# The local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,slicer-tests]"
 	touch $(STAMP)
 
 clean:
