@@ -68,8 +68,9 @@ class LRInputs:
     k: float
 
 
-def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8) -> LRInputs:
-    axis = thick_axis(scan)
+def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8, axis: Optional[int] = None) -> LRInputs:
+    """``axis``: the slice axis when known (training); otherwise the scan's thick axis."""
+    axis = thick_axis(scan) if axis is None else axis
     if axis is None:
         axis = int(np.argmax(scan.spacing))
     k = float(scan.spacing[axis]) / spacing

@@ -22,7 +22,16 @@ from isovox.metrics import foreground_mask
 from isovox.simulate import Acquisition, ProtocolRanges, sample_protocol, simulate_scan, simulate_scans
 from isovox.volume import Volume
 
-ALLOWED = ("colin27", "mni152")  # the training-data rule: nothing else may enter training
+ALLOWED = ("colin27", "mni152", "colin27-sample")  # the training-data rule: nothing else may enter training
+
+
+def volume_path(name: str):
+    """colin27-sample is the bundled crop of Colin27 (for smoke tests without a download)."""
+    if name == "colin27-sample":
+        from isovox.sample import sample_reference_path
+
+        return sample_reference_path()
+    return datasets.fetch(name)
 
 
 @dataclass
@@ -38,7 +47,7 @@ def load_volumes(names: list[str], validation_fraction: float, margin: int = 8) 
     for name in names:
         if name not in ALLOWED:
             raise ValueError(f"{name} may not be used for training (allowed: {ALLOWED})")
-        vol = read_volume(datasets.fetch(name))
+        vol = read_volume(volume_path(name))
         data = (vol.data / robust_max(vol.data)).astype(np.float32)
         split = int(round(data.shape[0] * validation_fraction))
         volumes.append(TrainingVolume(name, data, foreground_mask(data), split))
@@ -85,13 +94,14 @@ class Sampler:
                 region[vol.split + margin:] = True
             self.centres.append(np.argwhere(vol.mask & region))
 
-    def crop(self, size: tuple[int, int, int]) -> np.ndarray:
-        while True:
+    def crop(self, size: tuple[int, int, int], tries: int = 2000) -> np.ndarray:
+        for _ in range(tries):
             v = int(self.rng.integers(len(self.volumes)))
             centre = self.centres[v][self.rng.integers(len(self.centres[v]))]
             crop = crop_at(self.volumes[v], centre, size)
             if crop is not None:
                 return crop
+        raise ValueError(f"no {size} crop centred in the head fits in the sampling region; use smaller patches")
 
 
 def hr_pair(hr: np.ndarray, protocol: list[Acquisition], guided: bool, rng: np.random.Generator):
@@ -112,7 +122,7 @@ def lr_pair(hr: np.ndarray, acq: Acquisition, factor: int):
     fine = Grid((scan.shape[0] * factor, scan.shape[1], scan.shape[2]),
                 regrid_axis(scan.affine, 0, 1.0 / factor, -0.5 + 0.5 / factor))
     target = resample(volume, fine).values
-    lr = lr_inputs(scan, 1.0)
+    lr = lr_inputs(scan, 1.0, axis=0)
     return lr.array, (target / lr.scale)[None].astype(np.float32)
 
 

@@ -77,11 +77,13 @@ class Trainer:
             sets["x4 3 scans noise 0.03"] = [hr_pair(sampler.crop((patch,) * 3), noisy, bool(self.config.get("guided")), rng)
                                              for _ in range(count)]
         else:
-            for r in (2, 3, 4, 5, 6, 7):
+            slices = int(self.config.get("validation_slices", 10))
+            side = int(self.config.get("validation_patch", 40))
+            for r in self.config.get("factors", [2, 3, 4, 5, 6, 7]):
                 items = []
                 for _ in range(count):
-                    length = (10 - 1) * r + r + 1
-                    crop = np.ascontiguousarray(sampler.crop((length, 40, 40)))
+                    length = slices * r + 1
+                    crop = np.ascontiguousarray(sampler.crop((length, side, side)))
                     items.append((r, lr_pair(crop, Acquisition(axis=0, scale=float(r)), r)))
                 sets[f"x{r}"] = items
         return sets

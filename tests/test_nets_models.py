@@ -1,0 +1,69 @@
+"""Network shapes, the paper configuration, and safe model loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from isovox import models
+from isovox.errors import InputError
+from isovox.nets import build
+
+
+@pytest.mark.parametrize("shape", [(8, 10, 12), (13, 7, 9)])
+def test_hr_space_networks_keep_the_grid(shape):
+    x = torch.randn(2, 3, *shape)
+    for net in (build("isosrn", channels=4, blocks=2, in_channels=3, image_residual=True),
+                build("recnn", layers=3, filters=4, in_channels=3)):
+        assert net(x).shape == (2, 1, *shape)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 5, 8])
+def test_mrl_upsamples_the_slice_axis(factor):
+    net = build("mrl", channels=4, units=2, in_channels=2)
+    x = torch.randn(1, 2, 5, 6, 7)
+    assert net(x, factor).shape == (1, 1, 5 * factor, 6, 7)
+    branches = net.branches(x, factor)
+    assert len(branches) == 2 and all(b.shape == (1, 1, 5 * factor, 6, 7) for b in branches)
+    with pytest.raises(ValueError):
+        net(x, 9)
+
+
+def test_paper_isosrn_is_constructible():
+    net = build("isosrn", channels=32, blocks=16, in_channels=1)
+    params = sum(p.numel() for p in net.parameters())
+    assert 3.5e6 < params < 3.8e6  # the paper reports about 3.63 M
+    assert net.receptive_radius == 36
+
+
+def _save(tmp_path, name="tiny"):
+    net = build("recnn", layers=3, filters=4, in_channels=3)
+    card = {"name": name, "architecture": "recnn", "arguments": {"layers": 3, "filters": 4, "in_channels": 3}}
+    models.save_model(net, name, card, tmp_path)
+    return net
+
+
+def test_model_round_trip_and_hash_check(tmp_path, monkeypatch):
+    net = _save(tmp_path)
+    monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path))
+    loaded, card = models.load_model("tiny")
+    for a, b in zip(net.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert models.model_card("tiny")["weights_sha256"] == json.loads((tmp_path / "catalog.json").read_text())["tiny"]["sha256"]
+    weights = tmp_path / "tiny" / "weights.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF  # one flipped bit in a weight
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="does not match the recorded"):
+        models.load_model("tiny")
+
+
+def test_unlisted_model_is_not_loaded(tmp_path, monkeypatch):
+    _save(tmp_path)
+    (tmp_path / "catalog.json").write_text("{}")
+    monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path))
+    assert not models.has_model("tiny")
+    with pytest.raises(InputError, match="not installed"):
+        models.load_model("tiny")

@@ -1,0 +1,67 @@
+"""Tiled inference equals whole-volume inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from isovox.nets import build
+from isovox.tiling import TorchPredictor, choose_tile, run_tiled, tiled_inference
+
+
+def box_filter(radius: int):
+    """A predictor whose output is known: a (2r+1)^3 mean with zero padding, like a conv net."""
+    def predict(x: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(x[:1], size=(1,) + (2 * radius + 1,) * 3, mode="constant")
+    return predict
+
+
+@pytest.mark.parametrize("tile", [(5, 7, 9), (8, 8, 8), (30, 30, 30)])
+def test_stitching_is_exact_with_a_known_predictor(tile):
+    x = np.random.default_rng(0).normal(size=(1, 19, 23, 17)).astype(np.float32)
+    whole = box_filter(2)(x)
+    tiled = tiled_inference(x, box_filter(2), tile, halo=(2, 2, 2))
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_too_small_a_halo_is_visible():
+    x = np.random.default_rng(1).normal(size=(1, 20, 20, 20)).astype(np.float32)
+    tiled = tiled_inference(x, box_filter(3), (6, 6, 6), halo=(1, 1, 1))
+    assert np.abs(tiled - box_filter(3)(x)).max() > 1e-3
+
+
+def test_upsampling_predictor_output_grid():
+    x = np.random.default_rng(2).normal(size=(1, 9, 10, 11)).astype(np.float32)
+
+    def predict(piece):  # x3 along the first axis, then a box filter on the fine grid
+        return box_filter(1)(np.repeat(piece, 3, axis=1))
+
+    whole = predict(x)
+    tiled = tiled_inference(x, predict, (4, 5, 6), halo=(1, 1, 1), scale=(3, 1, 1))
+    assert tiled.shape == (1, 27, 10, 11)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture,kwargs", [
+    ("isosrn", dict(channels=4, blocks=2, in_channels=3, image_residual=True)),
+    ("recnn", dict(layers=4, filters=4, in_channels=3)),
+])
+def test_tiled_network_matches_whole_volume(architecture, kwargs):
+    torch.manual_seed(0)
+    net = build(architecture, **kwargs)
+    x = np.random.default_rng(3).normal(size=(3, 21, 18, 25)).astype(np.float32)
+    whole = TorchPredictor(net, "cpu", "fp32")(x)
+    halo = (net.receptive_radius,) * 3
+    tiled = tiled_inference(x, TorchPredictor(net, "cpu", "fp32"), (8, 9, 10), halo)
+    assert np.abs(tiled - whole).max() <= 1e-5
+    again = run_tiled(net, x, halo, budget_bytes=5e5, bytes_per_voxel=64)
+    np.testing.assert_array_equal(again, run_tiled(net, x, halo, budget_bytes=5e5, bytes_per_voxel=64))
+
+
+def test_tile_size_follows_the_memory_budget():
+    small = choose_tile((256, 256, 256), (12, 12, 12), bytes_per_voxel=1000, budget_bytes=64e6)
+    large = choose_tile((256, 256, 256), (12, 12, 12), bytes_per_voxel=1000, budget_bytes=1e9)
+    assert max(small) < max(large) <= 256
+    assert (small[0] + 24) ** 3 * 1000 <= 64e6 * 1.01 or small[0] == 16

@@ -1,0 +1,48 @@
+"""A few-step training smoke run: batches, checkpoint, resume, export, load."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+
+from isovox import models  # noqa: E402
+from isovox_train.cli import main  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["hr", "lr"])
+def test_train_resume_export(tmp_path, kind, monkeypatch, capsys):
+    config = {
+        "name": f"smoke-{kind}", "kind": kind, "volumes": ["colin27-sample"], "validation_fraction": 0.35,
+        "batch": 2, "lr": 1e-3, "warmup": 1, "steps": 3, "val_every": 3, "checkpoint_every": 1,
+        "validation_samples": 1, "validation_patch": 24, "validation_slices": 4, "seed": 0, "bf16": False,
+    }
+    if kind == "hr":
+        config.update(architecture="isosrn", patch=20, loss_border=2,
+                      arguments={"channels": 4, "blocks": 1, "in_channels": 3, "image_residual": True})
+    else:
+        config.update(architecture="mrl", patch=16, factors=[2, 3],
+                      arguments={"channels": 4, "units": 1, "in_channels": 2, "factors": [2, 3, 4, 5, 6, 7, 8]})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    run, export = tmp_path / "run", tmp_path / "models"
+    assert main([str(path), "--out", str(run), "--export", str(export), "--steps", "2", "-q"]) == 0
+    assert "stopped" not in capsys.readouterr().err
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == 2
+    assert main([str(path), "--out", str(run), "--export", str(export), "-q"]) == 0  # resumes to step 3
+    lines = (run / "training.csv").read_text().strip().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["1", "2", "3"]
+    monkeypatch.setenv("ISOVOX_MODELS", str(export))
+    module, card = models.load_model(f"smoke-{kind}")
+    assert card["training"]["steps"] == 3 and (export / f"smoke-{kind}" / "MODEL_CARD.md").exists()
+
+
+def test_only_allowed_volumes_train():
+    from isovox_train.data import load_volumes
+
+    with pytest.raises(ValueError, match="may not be used for training"):
+        load_volumes(["ct_head"], 0.3)
