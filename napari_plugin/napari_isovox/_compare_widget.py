@@ -1,0 +1,148 @@
+"""The Compare tab: QA maps of a result and a side-by-side grid of fused input, result and reference.
+
+The maps (result - CubeAvg, result - reference, per-scan consistency, distance to the
+acquired slices) come from :func:`._core.qa_maps` in a worker. napari's grid mode shares
+one camera and one slice position across the panels (linked cameras); the cursor readout
+below lists every compared layer's value at the mouse's RAS position (linked cursor).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from . import _core
+from ._layers import add_layer_data, find_layer, image_layers, notify_error
+
+
+class ComparePanel(QWidget):
+    def __init__(self, viewer: Any, inputs: Callable[[], Optional[_core.RunRequest]],
+                 reference: Callable[[], Optional[str]]) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.inputs = inputs  # the Run tab's current scans (RunRequest)
+        self.reference = reference  # the Run tab's reference layer name, or None
+        self.worker: Any = None
+        self.compared: list[str] = []  # layer names shown side by side
+        self._volumes: dict[str, Any] = {}
+
+        self.result = QComboBox()
+        self.maps_button = QPushButton("Compute maps and compare")
+        self.grid = QCheckBox("Side-by-side grid (linked cameras)")
+        self.readout = QLabel("move the mouse over the image")
+        self.readout.setWordWrap(True)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Result", self.result)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.maps_button)
+        layout.addWidget(self.grid)
+        layout.addWidget(QLabel("Cursor (RAS mm and value in every compared layer):"))
+        layout.addWidget(self.readout)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.maps_button.clicked.connect(self.compute)
+        self.grid.toggled.connect(self.set_grid)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(lambda *_: self.refresh())
+        viewer.mouse_move_callbacks.append(self._on_mouse_move)
+        self.refresh()
+
+    def refresh(self) -> None:
+        current = self.result.currentText()
+        results = [layer.name for layer in image_layers(self.viewer) if layer.metadata.get("isovox_role") == "result"]
+        self.result.clear()
+        self.result.addItems(results)
+        if current in results:
+            self.result.setCurrentText(current)
+        elif results:
+            self.result.setCurrentIndex(len(results) - 1)
+
+    def compute(self) -> Any:
+        """Compute the maps of the chosen result in a worker, add them and open the grid."""
+        from napari.qt.threading import create_worker
+
+        layer = find_layer(self.viewer, self.result.currentText())
+        try:
+            if layer is None:
+                raise _core.InputError("run a super-resolution first (Run tab)")
+            request = self.inputs()
+            if request is None:
+                raise _core.InputError("choose the scans in the Run tab")
+            result = _core.layer_to_volume(layer)
+            ref_layer = find_layer(self.viewer, self.reference())
+            reference = _core.layer_to_volume(ref_layer) if ref_layer is not None else None
+        except Exception as exc:  # noqa: BLE001 - shown as a notification
+            notify_error(exc)
+            return None
+        self.status.setText("computing maps...")
+        self.maps_button.setEnabled(False)
+        worker = create_worker(_core.qa_maps, result, request.scans, reference)
+        worker.returned.connect(lambda maps: self._add_maps(maps, layer.name))
+        worker.errored.connect(notify_error)
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.maps_button.setEnabled(True)
+
+    def _add_maps(self, maps: _core.QAMaps, result_name: str) -> None:
+        for data in _core.qa_layer_data(maps, result_name):
+            old = find_layer(self.viewer, data[1]["name"])
+            if old is not None:
+                self.viewer.layers.remove(old)
+            layer = add_layer_data(self.viewer, data)
+            layer.visible = False
+        names = [f"fused input (CubeAvg) [{result_name}]", result_name]
+        reference = find_layer(self.viewer, self.reference())
+        if reference is not None:
+            names.append(reference.name)
+        names.append(f"result - CubeAvg [{result_name}]")
+        if maps.error is not None:
+            names.append(f"result - reference [{result_name}]")
+        self.show_side_by_side(names)
+        self.status.setText("maps added; hidden ones are in the layer list (consistency per scan, "
+                            "distance to acquired slices)")
+
+    def show_side_by_side(self, names: list[str]) -> None:
+        """Show only ``names`` (in that order, left to right) in napari's grid."""
+        self.compared = [n for n in names if find_layer(self.viewer, n) is not None]
+        self._volumes.clear()
+        for layer in image_layers(self.viewer):
+            layer.visible = layer.name in self.compared
+        for position, name in enumerate(self.compared):  # grid cells follow the layer list order
+            layer = find_layer(self.viewer, name)
+            self.viewer.layers.move(self.viewer.layers.index(layer), position)
+        self.viewer.canvas.grid.stride = 1
+        self.grid.setChecked(True)
+        self.set_grid(True)
+        self.viewer.reset_view()
+
+    def set_grid(self, enabled: bool) -> None:
+        self.viewer.canvas.grid.enabled = bool(enabled)
+
+    def _on_mouse_move(self, viewer: Any, event: Any) -> None:
+        if not self.compared or not self.isVisible():
+            return
+        self.readout.setText(self.cursor_text(np.asarray(event.position, float)[-3:]))
+
+    def cursor_text(self, point: np.ndarray) -> str:
+        """Every compared layer's value at one RAS point."""
+        lines = ["R {:.1f}  A {:.1f}  S {:.1f} mm".format(*point)]
+        for name in self.compared:
+            layer = find_layer(self.viewer, name)
+            if layer is None:
+                continue
+            if name not in self._volumes:
+                self._volumes[name] = _core.layer_to_volume(layer)
+            value = _core.sample_at(self._volumes[name], point[None])[0]
+            lines.append(f"{name}: {'-' if not np.isfinite(value) else f'{value:.4g}'}")
+        return "\n".join(lines)

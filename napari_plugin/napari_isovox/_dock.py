@@ -1,0 +1,51 @@
+"""The dock widget: four tabs (Run, Compare, Profiles, Lesions) over one viewer.
+
+Each tab is its own small module; this one only wires them together.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
+
+from ._compare_widget import ComparePanel
+from ._core import RunRequest
+from ._lesion_widget import LesionPanel
+from ._profile_widget import ProfilePanel
+from ._run_widget import NO_REFERENCE, RunPanel
+
+
+class IsovoxDock(QWidget):
+    """isovox in napari: super-resolve, then compare, profile and check lesions."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.run_panel = RunPanel(napari_viewer, on_result=self._on_result)
+        self.compare_panel = ComparePanel(napari_viewer, self._inputs, self._reference_name)
+        self.profile_panel = ProfilePanel(napari_viewer)
+        self.lesion_panel = LesionPanel(napari_viewer)
+        self.tabs = QTabWidget()
+        for panel, title in ((self.run_panel, "Run"), (self.compare_panel, "Compare"),
+                             (self.profile_panel, "Profiles"), (self.lesion_panel, "Lesions")):
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(panel)
+            self.tabs.addTab(scroll, title)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tabs)
+        self.setMinimumWidth(380)
+
+    def _inputs(self) -> Optional[RunRequest]:
+        return self.run_panel.request()
+
+    def _reference_name(self) -> Optional[str]:
+        name = self.run_panel.reference.currentText()
+        return None if name in ("", NO_REFERENCE) else name
+
+    def _on_result(self, layer: Any, request: RunRequest) -> None:
+        self.compare_panel.refresh()
+        self.compare_panel.result.setCurrentText(layer.name)
+        self.profile_panel.refresh()
