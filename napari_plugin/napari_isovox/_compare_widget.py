@@ -14,7 +14,7 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from . import _core
-from ._layers import add_layer_data, find_layer, image_layers, notify_error
+from ._layers import add_layer_data, find_layer, image_layers, notify_error, start_worker
 
 
 class ComparePanel(QWidget):
@@ -27,6 +27,7 @@ class ComparePanel(QWidget):
         self.worker: Any = None
         self.compared: list[str] = []  # layer names shown side by side
         self._volumes: dict[str, Any] = {}
+        self._overlays: list[Any] = []  # layers hidden while the grid is on
 
         self.result = QComboBox()
         self.maps_button = QPushButton("Compute maps and compare")
@@ -65,8 +66,6 @@ class ComparePanel(QWidget):
 
     def compute(self) -> Any:
         """Compute the maps of the chosen result in a worker, add them and open the grid."""
-        from napari.qt.threading import create_worker
-
         layer = find_layer(self.viewer, self.result.currentText())
         try:
             if layer is None:
@@ -82,13 +81,9 @@ class ComparePanel(QWidget):
             return None
         self.status.setText("computing maps...")
         self.maps_button.setEnabled(False)
-        worker = create_worker(_core.qa_maps, result, request.scans, reference)
-        worker.returned.connect(lambda maps: self._add_maps(maps, layer.name))
-        worker.errored.connect(notify_error)
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        worker.start()
-        return worker
+        self.worker = start_worker(_core.qa_maps, result, request.scans, reference,
+                                   on_done=lambda maps: self._add_maps(maps, layer.name), on_finished=self._finished)
+        return self.worker
 
     def _finished(self) -> None:
         self.worker = None
@@ -122,11 +117,24 @@ class ComparePanel(QWidget):
             layer = find_layer(self.viewer, name)
             self.viewer.layers.move(self.viewer.layers.index(layer), position)
         self.viewer.canvas.grid.stride = 1
-        self.grid.setChecked(True)
-        self.set_grid(True)
+        if self.grid.isChecked():
+            self.set_grid(True)
+        else:
+            self.grid.setChecked(True)  # toggled -> set_grid(True)
         self.viewer.reset_view()
 
     def set_grid(self, enabled: bool) -> None:
+        """Grid on: overlay layers (profile line, lesion marks) are hidden; grid off: shown again."""
+        if enabled:  # a profile line or lesion marks would each take a cell of their own
+            images = image_layers(self.viewer)
+            self._overlays += [layer for layer in self.viewer.layers if layer not in images and layer.visible]
+            for layer in self._overlays:
+                layer.visible = False
+        else:
+            for layer in self._overlays:
+                if layer in self.viewer.layers:
+                    layer.visible = True
+            self._overlays = []
         self.viewer.canvas.grid.enabled = bool(enabled)
 
     def _on_mouse_move(self, viewer: Any, event: Any) -> None:

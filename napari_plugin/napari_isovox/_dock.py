@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from ._commands import add_to_layer_context_menu
 from ._compare_widget import ComparePanel
 from ._core import RunRequest
+from ._layers import set_view
 from ._lesion_widget import LesionPanel
 from ._profile_widget import ProfilePanel
 from ._run_widget import NO_REFERENCE, RunPanel
@@ -33,10 +35,18 @@ class IsovoxDock(QWidget):
             scroll.setWidgetResizable(True)
             scroll.setWidget(panel)
             self.tabs.addTab(scroll, title)
+        views = QHBoxLayout()
+        for plane in ("axial", "coronal", "sagittal"):
+            button = QPushButton(plane.capitalize())
+            button.setToolTip(f"Show the {plane} plane, radiological convention (patient's right on the left)")
+            button.clicked.connect(lambda _=False, p=plane: set_view(self.viewer, p))
+            views.addWidget(button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(views)
         layout.addWidget(self.tabs)
         self.setMinimumWidth(380)
+        add_to_layer_context_menu()
 
     def _inputs(self) -> Optional[RunRequest]:
         return self.run_panel.request()

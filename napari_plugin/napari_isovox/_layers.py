@@ -53,3 +53,51 @@ def current_point_and_normal(viewer: Any) -> tuple[np.ndarray, np.ndarray]:
     order = list(viewer.dims.order)[-3:]
     normal[order[0] - (viewer.dims.ndim - 3)] = 1.0
     return point, normal
+
+
+class _Failure:
+    """An exception carried out of a worker as a value (napari would show a raised one with a traceback)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _captured(function: Any, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except Exception as exc:  # noqa: BLE001 - handed to on_error on the GUI thread
+        return _Failure(exc)
+
+
+def start_worker(function: Any, *args: Any, on_done: Any, on_error: Any = notify_error,
+                 on_finished: Any = None) -> Any:
+    """Run ``function(*args)`` in a napari thread worker; results and errors come back on the GUI thread."""
+    from napari.qt.threading import create_worker
+
+    def returned(value: Any) -> None:
+        if isinstance(value, _Failure):
+            on_error(value.exc)
+        else:
+            on_done(value)
+
+    worker = create_worker(_captured, function, *args)
+    worker.returned.connect(returned)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker
+
+
+# Radiological views: (world axis shown vertically, world axis shown horizontally, slice axis),
+# world axes 0, 1, 2 = R, A, S. Vertical axes increase upwards and R/A increase to the left,
+# so the patient's right is on the screen's left.
+VIEWS = {"axial": (1, 0, 2), "coronal": (2, 0, 1), "sagittal": (2, 1, 0)}
+
+
+def set_view(viewer: Any, plane: str) -> None:
+    """Show the axial, coronal or sagittal plane the way radiologists read it."""
+    vertical, horizontal, normal = VIEWS[plane]
+    extra = viewer.dims.ndim - 3
+    viewer.dims.ndisplay = 2
+    viewer.dims.order = tuple(range(extra)) + (normal + extra, vertical + extra, horizontal + extra)
+    viewer.camera.orientation2d = ("up", "left")

@@ -48,7 +48,8 @@ class LesionPanel(QWidget):
         layer = find_layer(self.viewer, POINTS_LAYER)
         if layer is None:
             layer = self.viewer.add_points(ndim=3, name=POINTS_LAYER, size=3, face_color="transparent",
-                                           border_color="lime", border_width=0.15)
+                                           border_color="lime", border_width=0.15, units=("mm", "mm", "mm"),
+                                           axis_labels=_core.RAS_LABELS)
             layer.events.data.connect(lambda *_: self.refresh())
         return layer
 

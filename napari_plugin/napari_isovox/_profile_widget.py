@@ -50,13 +50,14 @@ class ProfilePanel(QWidget):
 
     def refresh(self) -> None:
         """List the 3-D image layers; visible ones are plotted by default."""
-        chosen = set(self.chosen_names()) if self.layers.count() else None
+        listed = {self.layers.item(i).text() for i in range(self.layers.count())}
+        chosen = set(self.chosen_names())
         self.layers.blockSignals(True)
         self.layers.clear()
         for layer in image_layers(self.viewer):
             item = QListWidgetItem(layer.name)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            on = layer.name in chosen if chosen is not None and layer.name in chosen else layer.visible
+            on = layer.name in chosen if layer.name in listed else layer.visible  # new layers: if shown
             item.setCheckState(Qt.Checked if on else Qt.Unchecked)
             self.layers.addItem(item)
         self.layers.blockSignals(False)
@@ -79,7 +80,8 @@ class ProfilePanel(QWidget):
         """The shapes layer holding the profile line (created in world = RAS mm coordinates)."""
         layer = find_layer(self.viewer, LINE_LAYER)
         if layer is None:
-            layer = self.viewer.add_shapes(ndim=3, name=LINE_LAYER, edge_color="yellow", edge_width=0.8)
+            layer = self.viewer.add_shapes(ndim=3, name=LINE_LAYER, edge_color="yellow", edge_width=0.8,
+                                           units=("mm", "mm", "mm"), axis_labels=_core.RAS_LABELS)
             self.refresh()
         return layer
 

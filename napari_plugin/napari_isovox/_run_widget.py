@@ -15,7 +15,9 @@ from qtpy.QtWidgets import (
 )
 
 from . import _core
-from ._layers import add_layer_data, current_point_and_normal, find_layer, image_layers, notify_error
+from ._layers import (
+    add_layer_data, current_point_and_normal, find_layer, image_layers, notify_error, start_worker,
+)
 
 NO_REFERENCE = "(none)"
 
@@ -210,8 +212,6 @@ class RunPanel(QWidget):
 
     def _start(self, function: Callable[..., Any], *args: Any, done: Callable[[Any], None],
                label: str) -> Any:
-        from napari.qt.threading import create_worker
-
         if self.worker is not None:
             self.status.setText("busy: wait for the current job or cancel it")
             return None
@@ -219,13 +219,9 @@ class RunPanel(QWidget):
         self.progress.setValue(0)
         self.status.setText(label)
         self._busy(True)
-        worker = create_worker(function, *args)
-        worker.returned.connect(done)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        worker.start()
-        return worker
+        self.worker = start_worker(function, *args, on_done=done, on_error=self._failed,
+                                   on_finished=self._finished)
+        return self.worker
 
     def _busy(self, busy: bool) -> None:
         for button in (self.check_button, self.preview_button, self.run_button):
