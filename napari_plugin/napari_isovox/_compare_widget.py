@@ -138,9 +138,13 @@ class ComparePanel(QWidget):
         self.viewer.canvas.grid.enabled = bool(enabled)
 
     def _on_mouse_move(self, viewer: Any, event: Any) -> None:
-        if not self.compared or not self.isVisible():
-            return
-        self.readout.setText(self.cursor_text(np.asarray(event.position, float)[-3:]))
+        try:
+            if not self.compared or not self.isVisible():
+                return
+            self.readout.setText(self.cursor_text(np.asarray(event.position, float)[-3:]))
+        except RuntimeError:  # the dock was closed: stop listening
+            if self._on_mouse_move in viewer.mouse_move_callbacks:
+                viewer.mouse_move_callbacks.remove(self._on_mouse_move)
 
     def cursor_text(self, point: np.ndarray) -> str:
         """Every compared layer's value at one RAS point."""

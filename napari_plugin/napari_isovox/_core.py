@@ -317,7 +317,7 @@ def line_endpoints_ras(line_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def lesion_records(points_world: np.ndarray, labels: Optional[Sequence[str]] = None,
                    values: Optional[dict[str, Sequence[float]]] = None) -> list[dict[str, Any]]:
     """One record per marked lesion: label and RAS position in mm (plus sampled values)."""
-    points = np.asarray(points_world, float).reshape(-1, np.asarray(points_world).shape[-1] if len(points_world) else 3)
+    points = np.asarray(points_world, float).reshape(len(points_world), -1) if len(points_world) else np.zeros((0, 3))
     records = []
     for idx, point in enumerate(points):
         record: dict[str, Any] = {

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
-from isovox.io import read_volume, write_volume
+from isovox.io import read_volume, sidecar_path, write_volume
 from napari_isovox import _core
 
 pytestmark = pytest.mark.usefixtures("display")
@@ -36,7 +38,8 @@ def run_cubeavg(qtbot, dock, spacing=2.0):
     panel = dock.run_panel
     panel.method.setCurrentIndex(panel.method.findData("cubeavg"))
     panel.spacing.setValue(spacing)
-    assert panel.run() is not None
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)  # as a user clicks Run
+    assert panel.worker is not None and panel.cancel_button.isEnabled()
     wait_for(qtbot, panel)
     return panel
 
@@ -81,14 +84,14 @@ def test_dock_suggests_roles_and_lists_registry_methods(dock):
 
 def test_preflight_panel(qtbot, dock):
     panel = dock.run_panel
-    panel.run_preflight()
+    qtbot.mouseClick(panel.check_button, Qt.MouseButton.LeftButton)
     wait_for(qtbot, panel)
     text = panel.report.toPlainText()
     assert "scan 3" in text and "slice directions 90.0 deg apart" in text
     assert panel.warnings.text()
 
 
-def test_run_in_worker_adds_result_with_geometry(qtbot, dock, viewer):
+def test_run_in_worker_adds_result_with_geometry(qtbot, dock, viewer, tmp_path):
     panel = run_cubeavg(qtbot, dock)
     layer = viewer.layers[-1]
     assert layer.name.startswith("isovox cubeavg") and layer.metadata["isovox_role"] == "result"
@@ -96,6 +99,26 @@ def test_run_in_worker_adds_result_with_geometry(qtbot, dock, viewer):
                                            "cubeavg", spacing=2.0))
     np.testing.assert_allclose(_core.layer_affine(layer), plan.grid.affine, atol=1e-6)
     assert panel.progress.value() == 1000 and "added" in panel.status.text()
+    # Save it with the plugin's writer (File > Save Selected Layers): geometry and provenance kept.
+    out = tmp_path / "result.nii.gz"
+    viewer.layers.selection = {layer}
+    viewer.layers.save(str(out), selected=True, plugin="napari-isovox")
+    saved = read_volume(out)
+    np.testing.assert_allclose(saved.affine, plan.grid.affine, atol=1e-5)
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["provenance"]["method"] == "cubeavg" and side["provenance"]["spacing"] == [2.0, 2.0, 2.0]
+    assert [i["source"] for i in side["provenance"]["inputs"]][0].endswith("colin27_axial_4mm.nii.gz")
+
+
+def test_bad_choice_is_a_notification_not_a_traceback(qtbot, dock, viewer):
+    panel = dock.run_panel
+    before = len(viewer.layers)
+    panel.method.setCurrentIndex(panel.method.findData("cubeavg"))
+    panel.spacing.setValue(0.1)  # 40x finer than the 4 mm slices: the engine refuses
+    panel.run()
+    wait_for(qtbot, panel)
+    assert "finer than the finest" in panel.status.text() and len(viewer.layers) == before
+    assert panel.run_button.isEnabled()
 
 
 def test_cancel_mid_run_adds_nothing(qtbot, dock, viewer):
@@ -111,7 +134,7 @@ def test_cancel_mid_run_adds_nothing(qtbot, dock, viewer):
     panel._report = report_then_cancel
     before = [layer.name for layer in viewer.layers]
     panel.method.setCurrentIndex(panel.method.findData("cubeavg"))
-    panel.run()
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
     assert panel.cancel_button.isEnabled()
     wait_for(qtbot, panel)
     assert [layer.name for layer in viewer.layers] == before
