@@ -182,3 +182,20 @@ def test_methods_come_from_the_registry():
     assert "bspline" in one and "bspline" not in three and three[0] == "cubeavg"
     fake = FakeLayer(np.zeros((4, 5, 6)), np.diag([1.0, 2.0, 3.0, 1.0]))
     np.testing.assert_allclose(_core.layer_affine(fake), fake.affine)
+
+
+def test_reader_opens_a_dicom_folder(tmp_path, oblique_volume):
+    from conftest import write_dicom_series
+
+    # right-handed storage, as DICOM series sort slices along the normal
+    volume = oblique_volume.flipped((2,)).with_data(np.round(np.asarray(oblique_volume.flipped((2,)).data)))
+    write_dicom_series(tmp_path / "series", volume)
+    reader = _io.get_reader(str(tmp_path / "series"))
+    assert reader is not None
+    (layer_data,) = reader(str(tmp_path / "series"))
+    layer = image_layer(layer_data)
+    expected = read_volume(tmp_path / "series")
+    np.testing.assert_allclose(expected.affine, volume.affine, atol=1e-3)
+    order = _core.display_order(expected.affine)
+    np.testing.assert_allclose(_core.layer_affine(layer), expected.transposed(order).affine, atol=1e-5)
+    assert layer_data[1]["name"] == "series"
