@@ -192,10 +192,6 @@ class RunPanel(QWidget):
             scale=self.scale.value() or None, reference=reference, device=self.device.currentText(),
         )
 
-    def reference_volume(self) -> Any:
-        layer = find_layer(self.viewer, self.reference.currentText())
-        return _core.layer_to_volume(layer) if layer is not None else None
-
     # ------------------------------------------------------------------ work
 
     def _task(self) -> Any:

@@ -185,7 +185,7 @@ def test_methods_come_from_the_registry():
 
 
 def test_reader_opens_a_dicom_folder(tmp_path, oblique_volume):
-    from conftest import write_dicom_series
+    from ._helpers import write_dicom_series
 
     # right-handed storage, as DICOM series sort slices along the normal
     volume = oblique_volume.flipped((2,)).with_data(np.round(np.asarray(oblique_volume.flipped((2,)).data)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,9 @@ def run_cubeavg(qtbot, dock, spacing=2.0):
 
 def test_npe2_validate():
     npe2 = Path(sys.executable).with_name("npe2")
-    out = subprocess.run([str(npe2), "validate", "napari-isovox"], capture_output=True, text=True)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    out = subprocess.run([str(npe2), "validate", "napari-isovox"], capture_output=True, text=True,
+                         encoding="utf-8", errors="replace", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout
 
