@@ -19,7 +19,8 @@ import numpy as np
 from isovox import api, qa
 from isovox.errors import InputError
 from isovox.grid import Grid
-from isovox.info import preflight, thick_axis
+from isovox.info import preflight
+from isovox.io import file_sha256
 from isovox.progress import Task
 from isovox.registry import MethodSpec, all_methods, default_method
 from isovox.volume import Volume
@@ -207,6 +208,11 @@ def run_super_resolution(request: RunRequest, task: Optional[Task] = None) -> Ru
     result = api.execute(run, task)
     name = f"isovox {run.method.name} {run.grid.spacing.min():.3g}mm"
     provenance = dict(result.provenance)
+    for entry, scan in zip(provenance["inputs"], request.scans):  # as `isovox run` records them
+        path = scan.meta.get("path")
+        if path and Path(path).exists():
+            entry["path"] = str(path)
+            entry["sha256"] = file_sha256(path)
     return RunOutput(result.volume.with_meta(provenance=provenance), provenance, name)
 
 

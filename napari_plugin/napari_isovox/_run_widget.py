@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
     QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
@@ -59,6 +59,8 @@ class RunPanel(QWidget):
         self.scale.setSingleStep(0.25)
         self.scale.setSpecialValueText("off (use spacing)")
         self.scale.setPrefix("x")
+        self.register = QCheckBox("Register scans 2-3 to scan 1 (rigid)")
+        self.match = QCheckBox("Match scans 2-3 intensities to scan 1")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.slab = QDoubleSpinBox()
@@ -89,6 +91,8 @@ class RunPanel(QWidget):
         form.addRow("Target spacing", self.spacing)
         form.addRow("or scale", self.scale)
         form.addRow("Device", self.device)
+        form.addRow("", self.register)
+        form.addRow("", self.match)
         form.addRow("Preview half-width", self.slab)
         buttons = QHBoxLayout()
         for button in (self.check_button, self.preview_button, self.run_button, self.cancel_button):
@@ -190,6 +194,7 @@ class RunPanel(QWidget):
         return _core.RunRequest(
             scans=scans, method=self.method.currentData(), spacing=self.spacing.value() or None,
             scale=self.scale.value() or None, reference=reference, device=self.device.currentText(),
+            options={"register": self.register.isChecked(), "match_intensity": self.match.isChecked()},
         )
 
     # ------------------------------------------------------------------ work

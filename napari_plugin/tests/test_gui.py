@@ -110,7 +110,9 @@ def test_run_in_worker_adds_result_with_geometry(qtbot, dock, viewer, tmp_path):
     np.testing.assert_allclose(saved.affine, plan.grid.affine, atol=1e-5)
     side = json.loads(sidecar_path(out).read_text())
     assert side["provenance"]["method"] == "cubeavg" and side["provenance"]["spacing"] == [2.0, 2.0, 2.0]
-    assert [i["source"] for i in side["provenance"]["inputs"]][0].endswith("colin27_axial_4mm.nii.gz")
+    first = side["provenance"]["inputs"][0]
+    assert first["path"].endswith("colin27_axial_4mm.nii.gz") and len(first["sha256"]) == 64
+    assert side["provenance"]["options"] == {"register": False, "match_intensity": False}
 
 
 def test_bad_choice_is_a_notification_not_a_traceback(qtbot, dock, viewer):
