@@ -96,15 +96,15 @@ class ComparePanel(QWidget):
                 self.viewer.layers.remove(old)
             layer = add_layer_data(self.viewer, data)
             layer.visible = False
-        names = [f"fused input (CubeAvg) [{result_name}]", result_name]
+        names = [_core.MAP_NAMES["fused"], result_name]
         reference = find_layer(self.viewer, self.reference())
         if reference is not None:
             names.append(reference.name)
-        names.append(f"result - CubeAvg [{result_name}]")
+        names.append(_core.MAP_NAMES["added"])
         if maps.error is not None:
-            names.append(f"result - reference [{result_name}]")
+            names.append(_core.MAP_NAMES["error"])
         self.show_side_by_side(names)
-        self.status.setText("maps added; hidden ones are in the layer list (consistency per scan, "
+        self.status.setText(f"maps of {result_name} added; hidden ones are in the layer list (consistency per scan, "
                             "distance to acquired slices)")
 
     def show_side_by_side(self, names: list[str]) -> None:
@@ -116,6 +116,7 @@ class ComparePanel(QWidget):
         for position, name in enumerate(self.compared):  # grid cells follow the layer list order
             layer = find_layer(self.viewer, name)
             self.viewer.layers.move(self.viewer.layers.index(layer), position)
+            _show_name_in_cell(layer)
         self.viewer.canvas.grid.stride = 1
         if self.grid.isChecked():
             self.set_grid(True)
@@ -158,3 +159,11 @@ class ComparePanel(QWidget):
             value = _core.sample_at(self._volumes[name], point[None])[0]
             lines.append(f"{name}: {'-' if not np.isfinite(value) else f'{value:.4g}'}")
         return "\n".join(lines)
+
+
+def _show_name_in_cell(layer: Any) -> None:
+    """Label each grid cell with its layer's name (napari >= 0.6 has a per-layer name overlay)."""
+    overlay = getattr(layer, "_overlays", {}).get("layer_name")
+    if overlay is not None:
+        overlay.font_size = 10
+        overlay.visible = True

@@ -278,22 +278,26 @@ def qa_maps(result: Volume, scans: Sequence[Volume], reference: Optional[Volume]
                   Volume(distance, result.affine, {"source": "acquired distance"}))
 
 
+MAP_NAMES = {"fused": "fused input (CubeAvg)", "added": "result - CubeAvg", "error": "result - reference",
+             "consistency": "consistency scan {}", "distance": "distance to acquired slice (mm)"}
+
+
 def qa_layer_data(maps: QAMaps, result_name: str) -> list[LayerData]:
-    """The maps as napari layers (diverging maps centred at 0), tagged as maps."""
-    tag = {"isovox_role": "map"}
-    layers = [volume_layer_data(maps.fused, f"fused input (CubeAvg) [{result_name}]")]
+    """The maps as napari layers (diverging maps centred at 0), tagged with the result they belong to."""
+    tag = {"isovox_role": "map", "isovox_result": result_name}
+    layers = [volume_layer_data(maps.fused, MAP_NAMES["fused"])]
     layers[0][1]["metadata"].update(tag)
-    signed = [(maps.added, f"result - CubeAvg [{result_name}]")]
+    signed = [(maps.added, MAP_NAMES["added"])]
     if maps.error is not None:
-        signed.append((maps.error, f"result - reference [{result_name}]"))
-    signed += [(m, f"consistency scan {i + 1} [{result_name}]") for i, m in enumerate(maps.consistency)]
+        signed.append((maps.error, MAP_NAMES["error"]))
+    signed += [(m, MAP_NAMES["consistency"].format(i + 1)) for i, m in enumerate(maps.consistency)]
     for volume, name in signed:
         data = diverging_layer_data(volume, name)
         data[1]["metadata"].update(tag)
         layers.append(data)
     finite = maps.acquired_distance.data[np.isfinite(maps.acquired_distance.data)]
     top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    dist = volume_layer_data(maps.acquired_distance, f"distance to acquired slice (mm) [{result_name}]",
+    dist = volume_layer_data(maps.acquired_distance, MAP_NAMES["distance"],
                              colormap="viridis", contrast_limits=(0.0, top))
     dist[1]["metadata"].update(tag)
     layers.append(dist)

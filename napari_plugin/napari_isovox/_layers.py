@@ -100,4 +100,10 @@ def set_view(viewer: Any, plane: str) -> None:
     extra = viewer.dims.ndim - 3
     viewer.dims.ndisplay = 2
     viewer.dims.order = tuple(range(extra)) + (normal + extra, vertical + extra, horizontal + extra)
-    viewer.camera.orientation2d = ("up", "left")
+    camera_of(viewer).orientation2d = ("up", "left")
+
+
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera

@@ -11,7 +11,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _core
-from ._layers import find_layer, image_layers, notify_error
+from ._layers import camera_of, find_layer, image_layers, notify_error
 
 POINTS_LAYER = "isovox lesions"
 
@@ -83,7 +83,7 @@ class LesionPanel(QWidget):
         for axis in range(3):
             self.viewer.dims.set_point(offset + axis, float(point[axis]))
         displayed = list(self.viewer.dims.displayed)
-        self.viewer.camera.center = tuple(float(point[d - offset]) for d in displayed)
+        camera_of(self.viewer).center = tuple(float(point[d - offset]) for d in displayed)
         self.status.setText(self.list.item(row).text())
 
     def _visible_volumes(self) -> dict[str, Any]:

@@ -186,9 +186,9 @@ def test_compare_profile_lesions_and_screenshot(qtbot, dock, viewer, tmp_path):
     assert compare.result.currentText() == result_name
     compare.compute()
     qtbot.waitUntil(lambda: compare.worker is None, timeout=120_000)
-    added = viewer.layers[f"result - CubeAvg [{result_name}]"]
+    added = viewer.layers["result - CubeAvg"]
     assert np.nanmax(np.abs(added.data)) < 1e-3  # CubeAvg adds nothing to CubeAvg
-    error = viewer.layers[f"result - reference [{result_name}]"]
+    error = viewer.layers["result - reference"]
     assert error.colormap.name == "bwr" and error.contrast_limits[0] == -error.contrast_limits[1]
     assert viewer.canvas.grid.enabled
     shown = [layer.name for layer in viewer.layers if layer.visible]
@@ -197,7 +197,7 @@ def test_compare_profile_lesions_and_screenshot(qtbot, dock, viewer, tmp_path):
 
     profiles = dock.profile_panel
     profiles.refresh()
-    chosen = [f"fused input (CubeAvg) [{result_name}]", result_name, "colin27_hr (reference)"]
+    chosen = ["fused input (CubeAvg)", result_name, "colin27_hr (reference)"]
     profiles.set_chosen(chosen)
     start, end = np.array([-30.0, 5.0, 10.0]), np.array([30.0, 5.0, 10.0])
     profiles.set_line(start, end)
