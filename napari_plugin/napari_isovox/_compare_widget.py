@@ -2,8 +2,8 @@
 
 The maps (result - CubeAvg, result - reference, per-scan consistency, distance to the
 acquired slices) come from :func:`._core.qa_maps` in a worker. napari's grid mode shares
-one camera and one slice position across the panels (linked cameras); the cursor readout
-below lists every compared layer's value at the mouse's RAS position (linked cursor).
+one camera and one slice position across the panels (linked cameras); a cross in every
+cell follows the mouse's RAS position (linked cursors) and the tab lists each value there.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButto
 
 from . import _core
 from ._layers import add_layer_data, find_layer, image_layers, notify_error, start_worker
+
+CURSOR_PREFIX = "cursor: "
 
 
 class ComparePanel(QWidget):
@@ -28,6 +30,7 @@ class ComparePanel(QWidget):
         self.compared: list[str] = []  # layer names shown side by side
         self._volumes: dict[str, Any] = {}
         self._overlays: list[Any] = []  # layers hidden while the grid is on
+        self.cursors: list[Any] = []  # one cursor marker per grid cell
 
         self.result = QComboBox()
         self.maps_button = QPushButton("Compute maps and compare")
@@ -108,16 +111,31 @@ class ComparePanel(QWidget):
                             "distance to acquired slices)")
 
     def show_side_by_side(self, names: list[str]) -> None:
-        """Show only ``names`` (in that order, left to right) in napari's grid."""
+        """Show only ``names`` (in that order, left to right) in napari's grid, each with a linked cursor.
+
+        napari fills grid cells with ``stride`` consecutive layers, so each compared image
+        is followed by its own cursor marker (stride 2); hidden layers go after them.
+        """
         self.compared = [n for n in names if find_layer(self.viewer, n) is not None]
         self._volumes.clear()
+        self._remove_cursors()
         for layer in image_layers(self.viewer):
             layer.visible = layer.name in self.compared
-        for position, name in enumerate(self.compared):  # grid cells follow the layer list order
+        point = np.asarray(self.viewer.dims.point, float)[-3:]
+        for position, name in enumerate(self.compared):
             layer = find_layer(self.viewer, name)
-            self.viewer.layers.move(self.viewer.layers.index(layer), position)
+            self.viewer.layers.move(self.viewer.layers.index(layer), 2 * position)
             _show_name_in_cell(layer)
-        self.viewer.canvas.grid.stride = 1
+            cursor = self.viewer.add_points(
+                [point], ndim=3, name=f"{CURSOR_PREFIX}{name}", symbol="cross", size=6, face_color="yellow",
+                border_width=0, opacity=0.8, units=("mm", "mm", "mm"), axis_labels=_core.RAS_LABELS,
+                metadata={"isovox_role": "cursor"},
+            )
+            self.viewer.layers.move(self.viewer.layers.index(cursor), 2 * position + 1)
+            self.cursors.append(cursor)
+        self.viewer.layers.selection.active = find_layer(self.viewer, self.compared[1] if len(self.compared) > 1
+                                                         else self.compared[0]) if self.compared else None
+        self.viewer.canvas.grid.stride = 2
         if self.grid.isChecked():
             self.set_grid(True)
         else:
@@ -127,8 +145,8 @@ class ComparePanel(QWidget):
     def set_grid(self, enabled: bool) -> None:
         """Grid on: overlay layers (profile line, lesion marks) are hidden; grid off: shown again."""
         if enabled:  # a profile line or lesion marks would each take a cell of their own
-            images = image_layers(self.viewer)
-            self._overlays += [layer for layer in self.viewer.layers if layer not in images and layer.visible]
+            keep = image_layers(self.viewer) + self.cursors
+            self._overlays += [layer for layer in self.viewer.layers if layer not in keep and layer.visible]
             for layer in self._overlays:
                 layer.visible = False
         else:
@@ -136,13 +154,29 @@ class ComparePanel(QWidget):
                 if layer in self.viewer.layers:
                     layer.visible = True
             self._overlays = []
+        for cursor in self.cursors:  # the cursor markers belong to the grid
+            cursor.visible = bool(enabled)
         self.viewer.canvas.grid.enabled = bool(enabled)
+
+    def _remove_cursors(self) -> None:
+        for cursor in self.cursors:
+            if cursor in self.viewer.layers:
+                self.viewer.layers.remove(cursor)
+        self.cursors = []
+
+    def move_cursors(self, point: np.ndarray) -> None:
+        """Put every cell's cursor at the same RAS point (the mouse's)."""
+        for cursor in self.cursors:
+            cursor.data = np.asarray(point, float)[None, -3:]
 
     def _on_mouse_move(self, viewer: Any, event: Any) -> None:
         try:
-            if not self.compared or not self.isVisible():
+            if not self.compared or not self.viewer.canvas.grid.enabled:
                 return
-            self.readout.setText(self.cursor_text(np.asarray(event.position, float)[-3:]))
+            point = np.asarray(event.position, float)[-3:]
+            self.move_cursors(point)
+            if self.isVisible():
+                self.readout.setText(self.cursor_text(point))
         except RuntimeError:  # the dock was closed: stop listening
             if self._on_mouse_move in viewer.mouse_move_callbacks:
                 viewer.mouse_move_callbacks.remove(self._on_mouse_move)

@@ -192,8 +192,17 @@ def test_compare_profile_lesions_and_screenshot(qtbot, dock, viewer, tmp_path):
     assert error.colormap.name == "bwr" and error.contrast_limits[0] == -error.contrast_limits[1]
     assert viewer.canvas.grid.enabled
     shown = [layer.name for layer in viewer.layers if layer.visible]
-    assert shown == compare.compared and shown[1] == result_name and len(shown) == 5
-    assert "R " in compare.cursor_text(np.array([0.0, -10.0, 5.0]))
+    assert shown[::2] == compare.compared and shown[2] == result_name and len(compare.compared) == 5
+    assert shown[1::2] == [f"cursor: {name}" for name in compare.compared]  # one cursor per cell
+    assert viewer.canvas.grid.stride == 2 and viewer.canvas.grid.actual_shape(viewer.layers) == (2, 3)
+
+    class Move:  # what napari hands mouse-move callbacks
+        position = (0.0, -10.0, 5.0)
+
+    compare._on_mouse_move(viewer, Move())
+    for cursor in compare.cursors:  # linked: every cell's cursor sits at the mouse's RAS point
+        np.testing.assert_allclose(cursor.data, [[0.0, -10.0, 5.0]])
+    assert "R 0.0  A -10.0  S 5.0 mm" in compare.cursor_text(np.array(Move.position))
 
     profiles = dock.profile_panel
     profiles.refresh()
@@ -229,10 +238,11 @@ def test_compare_profile_lesions_and_screenshot(qtbot, dock, viewer, tmp_path):
     compare.grid.setChecked(False)
     assert line.visible and points.visible  # overlays come back in the single view
     compare.grid.setChecked(True)
-    assert not line.visible and viewer.canvas.grid.enabled
+    assert not line.visible and viewer.canvas.grid.enabled and all(c.visible for c in compare.cursors)
     set_view(viewer, "axial")
     viewer.dims.set_point(2, 10.0)
     viewer.layers.selection.active = viewer.layers[result_name]
+    compare.move_cursors(np.array([-14.0, 17.0, 10.0]))  # on the left frontal horn
     dock.tabs.setCurrentIndex(2)
     viewer.window._qt_window.resize(1500, 900)
     viewer.reset_view()
