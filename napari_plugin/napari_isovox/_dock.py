@@ -47,6 +47,19 @@ class IsovoxDock(QWidget):
         layout.addWidget(self.tabs)
         self.setMinimumWidth(380)
         add_to_layer_context_menu()
+        self._view_chosen = False
+        napari_viewer.layers.events.inserted.connect(lambda *_: self._first_view())
+        self._first_view()
+
+    def _first_view(self) -> None:
+        """Once 3-D layers are there, start in the radiological axial view unless the user chose another."""
+        dims = self.viewer.dims
+        if self._view_chosen or dims.ndim != 3 or len(self.viewer.layers) == 0:
+            return
+        self._view_chosen = True
+        if tuple(dims.order) == (0, 1, 2) and dims.ndisplay == 2:  # napari's default: a sagittal slice
+            set_view(self.viewer, "axial")
+            self.viewer.reset_view()
 
     def _inputs(self) -> Optional[RunRequest]:
         return self.run_panel.request()

@@ -74,8 +74,10 @@ def test_sample_data_opens_with_geometry(viewer):
     np.testing.assert_allclose(layers[3].data_to_world([5, 6, 7]), hr.index_to_world([5, 6, 7]), atol=1e-5)
 
 
-def test_dock_suggests_roles_and_lists_registry_methods(dock):
+def test_dock_suggests_roles_and_lists_registry_methods(dock, viewer):
     from isovox.registry import all_methods
+
+    assert tuple(viewer.dims.order) == (2, 1, 0)  # opens on the axial plane: A up, R across
 
     panel = dock.run_panel
     assert panel.scan_names() == ["colin27_axial_4mm", "colin27_coronal_4mm", "colin27_sagittal_4mm"]
