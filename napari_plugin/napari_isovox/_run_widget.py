@@ -34,7 +34,7 @@ class RunPanel(QWidget):
     def __init__(self, viewer: Any, on_result: Optional[Callable[[Any, Any], None]] = None) -> None:
         super().__init__()
         self.viewer = viewer
-        self.on_result = on_result  # called with (RunOutput, RunRequest) after a full run
+        self.on_result = on_result  # called with (result layer, RunRequest) after a full run
         self.worker: Any = None
         self._cancel_requested = False
         self._progress = _Progress()

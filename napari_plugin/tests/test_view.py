@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from isovox.cli.main import main
 from isovox.io import read_volume
