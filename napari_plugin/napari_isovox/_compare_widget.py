@@ -52,6 +52,7 @@ class ComparePanel(QWidget):
 
         self.maps_button.clicked.connect(self.compute)
         self.grid.toggled.connect(self.set_grid)
+        viewer.canvas.grid.events.enabled.connect(self._grid_changed)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(lambda *_: self.refresh())
         viewer.mouse_move_callbacks.append(self._on_mouse_move)
@@ -136,14 +137,28 @@ class ComparePanel(QWidget):
         self.viewer.layers.selection.active = find_layer(self.viewer, self.compared[1] if len(self.compared) > 1
                                                          else self.compared[0]) if self.compared else None
         self.viewer.canvas.grid.stride = 2
-        if self.grid.isChecked():
-            self.set_grid(True)
-        else:
-            self.grid.setChecked(True)  # toggled -> set_grid(True)
+        self.set_grid(True)
         self.viewer.reset_view()
 
     def set_grid(self, enabled: bool) -> None:
-        """Grid on: overlay layers (profile line, lesion marks) are hidden; grid off: shown again."""
+        """Turn napari's grid on or off (the checkbox); :meth:`_grid_changed` follows."""
+        if self.viewer.canvas.grid.enabled == bool(enabled):
+            self._grid_changed()
+        else:
+            self.viewer.canvas.grid.enabled = bool(enabled)
+
+    def _grid_changed(self, *_: Any) -> None:
+        """Grid on: overlays (profile line, lesion marks) hide, cursors show; off: the reverse.
+
+        Also runs when the grid is switched elsewhere (napari's grid button, drawing a line).
+        """
+        enabled = bool(self.viewer.canvas.grid.enabled)
+        try:
+            self.grid.blockSignals(True)
+            self.grid.setChecked(enabled)
+            self.grid.blockSignals(False)
+        except RuntimeError:  # the dock was closed
+            return
         if enabled:  # a profile line or lesion marks would each take a cell of their own
             keep = image_layers(self.viewer) + self.cursors
             self._overlays += [layer for layer in self.viewer.layers if layer not in keep and layer.visible]
@@ -155,8 +170,8 @@ class ComparePanel(QWidget):
                     layer.visible = True
             self._overlays = []
         for cursor in self.cursors:  # the cursor markers belong to the grid
-            cursor.visible = bool(enabled)
-        self.viewer.canvas.grid.enabled = bool(enabled)
+            if cursor in self.viewer.layers:
+                cursor.visible = enabled
 
     def _remove_cursors(self) -> None:
         for cursor in self.cursors:

@@ -107,3 +107,9 @@ def camera_of(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+def single_view(viewer: Any) -> None:
+    """Leave the compare grid so a line or mark can be drawn on one image."""
+    if viewer.canvas.grid.enabled:
+        viewer.canvas.grid.enabled = False

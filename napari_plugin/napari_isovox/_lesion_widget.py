@@ -11,7 +11,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _core
-from ._layers import camera_of, find_layer, image_layers, notify_error
+from ._layers import camera_of, find_layer, image_layers, notify_error, single_view
 
 POINTS_LAYER = "isovox lesions"
 
@@ -54,6 +54,7 @@ class LesionPanel(QWidget):
         return layer
 
     def start_marking(self) -> None:
+        single_view(self.viewer)
         layer = self.points_layer()
         self.viewer.layers.selection.active = layer
         layer.mode = "add"

@@ -14,7 +14,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from . import _core
-from ._layers import find_layer, image_layers, notify_error
+from ._layers import find_layer, image_layers, notify_error, single_view
 
 LINE_LAYER = "isovox profile line"
 COLOURS = ["#e6e6e6", "#ff7f0e", "#1f9bff", "#2ca02c", "#d62728", "#9467bd", "#e377c2", "#bcbd22"]
@@ -86,6 +86,7 @@ class ProfilePanel(QWidget):
         return layer
 
     def start_drawing(self) -> None:
+        single_view(self.viewer)
         layer = self.line_layer()
         self.viewer.layers.selection.active = layer
         layer.mode = "add_line"

@@ -237,10 +237,13 @@ def test_compare_profile_lesions_and_screenshot(qtbot, dock, viewer, tmp_path):
     # The README picture: the compare grid (axial, radiological) with the profile in the dock.
     from napari_isovox._layers import set_view
 
-    compare.grid.setChecked(False)
-    assert line.visible and points.visible  # overlays come back in the single view
+    profiles.start_drawing()  # drawing leaves the grid for the single view; overlays come back
+    assert not viewer.canvas.grid.enabled and not compare.grid.isChecked()
+    assert line.visible and points.visible and not any(c.visible for c in compare.cursors)
     compare.grid.setChecked(True)
     assert not line.visible and viewer.canvas.grid.enabled and all(c.visible for c in compare.cursors)
+    line.mode = "pan_zoom"
+    profiles.update_profile()
     set_view(viewer, "axial")
     viewer.dims.set_point(2, 10.0)
     viewer.layers.selection.active = viewer.layers[result_name]
