@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests and demo need beyond Python (venv support is added when missing).
-APT_PACKAGES :=
+# Debian packages the tests and demo need beyond Python (venv support is added when missing):
+# an X server for the napari GUI tests, and the libraries Qt's xcb platform and OpenGL load.
+APT_PACKAGES := xvfb libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0 \
+	libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libxcb-cursor0 libgl1 libegl1 libdbus-1-3 libfontconfig1
 
 .PHONY: demo test setup system clean
 
@@ -27,12 +29,14 @@ system:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml | system
+$(STAMP): pyproject.toml napari_plugin/pyproject.toml | system
 	@[ -n "$(PYTHON)" ] || { echo "no python3 found; install Python 3.10 or newer"; exit 1; }
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	# The local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev,slicer-tests]"
+	# The napari plugin (napari + PyQt6, pyqtgraph, npe2) and its GUI test deps; torch stays pinned.
+	$(BIN)/python -m pip install -q -e "napari_plugin[qt,test]" torch==2.13.0
 	touch $(STAMP)
 
 clean:

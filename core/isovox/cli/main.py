@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands, demo
+    from . import commands, demo, view
 
     parser = _Parser(prog="isovox", description="Isotropic high-resolution volumes from thick-slice MRI.")
     parser.add_argument("--version", action="version", version=f"isovox {__version__}")
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_evaluate(sub)
     commands.add_info(sub)
     demo.add_demo(sub)
+    view.add_view(sub)
     return parser
 
 
