@@ -263,3 +263,12 @@ def test_console_script_never_prints_a_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("isovox: error:")
     proc = subprocess.run([str(exe), "run"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_progress_lines_for_front_ends(tmp_path, native_scans, capsys):
+    paths, _ = native_scans
+    code, _, err = run_cli(["run", *paths, "--progress", "lines", "-o", tmp_path / "o.nii.gz"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("isovox-progress ")]
+    assert code == 0 and len(lines) >= 3
+    fractions = [float(ln.split()[1]) for ln in lines]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0

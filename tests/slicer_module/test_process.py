@@ -71,8 +71,10 @@ def test_an_engine_error_reaches_the_user_as_its_one_line(tmp_path):
 def test_command_line_and_progress_parsing():
     command = engine_command("py", ["a.nrrd", "b.nrrd"], "o.nrrd", "cubeavg", (0.8, 0.8, 1), "r.nrrd", "cpu",
                              register=True, match_intensity=True)
-    assert command[2:] == ["run", "a.nrrd", "b.nrrd", "-o", "o.nrrd", "--device", "cpu", "--method", "cubeavg",
-                           "--spacing", "0.8,0.8,1", "--reference", "r.nrrd", "--register", "--match-intensity"]
+    assert command[:3] == ["py", "-m", "isovox.cli.main"]
+    assert command[3:] == ["run", "a.nrrd", "b.nrrd", "-o", "o.nrrd", "--device", "cpu", "--progress", "lines",
+                           "--method", "cubeavg", "--spacing", "0.8,0.8,1", "--reference", "r.nrrd", "--register",
+                           "--match-intensity"]
     assert parse_progress("isovox-progress 0.4200 cubeavg: fusing") == (0.42, "cubeavg: fusing")
     assert parse_progress("isovox-progress 1.0000") == (1.0, "")
     assert parse_progress("wrote result.nrrd") is None and parse_progress("isovox-progress x") is None

@@ -17,10 +17,26 @@ from ..progress import Task
 # --------------------------------------------------------------------------- shared helpers
 
 
-def progress_task(quiet: bool, label: str) -> tuple[Task, Callable[[], None]]:
-    """A Task drawing a tqdm bar on stderr (nothing when quiet); returns (task, close)."""
-    if quiet:
+PROGRESS_PREFIX = "isovox-progress"
+
+
+def progress_task(quiet: bool, label: str, style: str = "bar") -> tuple[Task, Callable[[], None]]:
+    """A Task reporting on stderr; returns (task, close).
+
+    ``bar``: a tqdm bar on a terminal; ``lines``: ``isovox-progress 0.4200 label: message``
+    lines for a front end that runs the CLI as a background process; ``none`` or quiet: silent.
+    """
+    if quiet or style == "none":
         return Task(), lambda: None
+    if style == "lines":
+        last = [-1.0]
+
+        def report(fraction: float, message: str) -> None:
+            if fraction - last[0] >= 0.005 or fraction >= 1.0:
+                last[0] = fraction
+                print(f"{PROGRESS_PREFIX} {fraction:.4f} {label}: {message}".rstrip(": "), file=sys.stderr, flush=True)
+
+        return Task(report), lambda: None
     from tqdm import tqdm
 
     bar = tqdm(total=100, desc=label, unit="%", file=sys.stderr, leave=False, disable=None,
@@ -68,6 +84,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", action="store_true",
                    help="learned methods: average over the 8 flips (isoSRN+; 8x slower)")
     p.add_argument("--max-memory", type=float, metavar="GB", help="refuse runs estimated to need more memory")
+    p.add_argument("--progress", choices=["bar", "lines", "none"], default="bar",
+                   help="bar (terminal), lines (machine-readable, for front ends) or none")
     add_quiet(p)
     p.set_defaults(func=cmd_run)
 
@@ -90,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         ensemble=args.ensemble)
     for warning in run_plan.warnings:
         print(f"isovox: warning: {warning}", file=sys.stderr)
-    task, close = progress_task(args.quiet, run_plan.method.name)
+    task, close = progress_task(args.quiet, run_plan.method.name, args.progress)
     try:
         result = api.execute(run_plan, task)
     finally:

@@ -2,7 +2,7 @@
 
 The widget must stay responsive during a run of minutes, so (as SlicerMONAIAuto3DSeg
 does) the job runs in another Python process: the inputs are written to a temporary
-folder, the engine's command line (:mod:`.engine_runner`) writes the result there,
+folder, the engine's command line (``isovox run --progress lines``) writes the result there,
 and the widget polls for progress lines on a timer. Cancel kills the process; the
 result node is only made after a successful run, so a cancelled or failed run leaves
 no half-made node, and the temporary folder is removed either way.
@@ -26,10 +26,9 @@ from isovox.errors import CancelledError, InputError, IsovoxError, ResourceError
 from isovox.io import read_volume, sidecar_path, write_volume
 
 from .convert import add_volume_node, node_label
-from .engine_runner import PROGRESS_PREFIX
+from isovox.cli.commands import PROGRESS_PREFIX
 from .logic import IsoVoxLogic, as_node_list, output_name, set_provenance
 
-RUNNER = Path(__file__).with_name("engine_runner.py")
 EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_CANCELLED = 2, 1, 130
 
 
@@ -37,7 +36,8 @@ def engine_command(python: str, scans: Sequence[str], output: str, method: Optio
                    spacing: Any = None, reference: Optional[str] = None, device: str = "auto",
                    register: bool = False, match_intensity: bool = False) -> list[str]:
     """The ``isovox run`` command line for these settings."""
-    command = [python, str(RUNNER), "run", *map(str, scans), "-o", str(output), "--device", device]
+    command = [python, "-m", "isovox.cli.main", "run", *map(str, scans), "-o", str(output), "--device", device,
+               "--progress", "lines"]
     if method:
         command += ["--method", method]
     if spacing is not None:
