@@ -10,15 +10,7 @@ import pytest
 from scipy import ndimage
 
 from isovox.volume import Volume
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    """Rotation matrix from angles in degrees about x, y, z."""
-    ax, ay, az = np.radians([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+from isovox.grid import rotation_matrix as rotation  # noqa: F401  (tests import it from here)
 
 
 def oblique_affine(rng: np.random.Generator, spacing=(1.0, 1.0, 1.0), max_angle: float = 35.0) -> np.ndarray:

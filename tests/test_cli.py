@@ -84,7 +84,9 @@ def test_run_cubeavg_lands_on_the_source_grid(tmp_path, native_scans, head, caps
     assert side["method"] == "cubeavg" and len(side["inputs"]) == 3 and len(side["inputs"][0]["sha256"]) == 64
 
 
-def test_default_method_depends_on_scan_count(tmp_path, native_scans, capsys):
+def test_default_method_depends_on_scan_count(tmp_path, native_scans, monkeypatch, capsys):
+    """With no learned model installed, the baselines are the defaults (CubeAvg for 2-3 scans, B-spline for 1)."""
+    monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path / "no-models"))
     paths, _ = native_scans
     code, _, _ = run_cli(["run", *paths[:2], "-o", tmp_path / "two.nii.gz", "-q"], capsys)
     assert code == 0 and json.loads((tmp_path / "two.json").read_text())["method"] == "cubeavg"
@@ -272,3 +274,14 @@ def test_progress_lines_for_front_ends(tmp_path, native_scans, capsys):
     assert code == 0 and len(lines) >= 3
     fractions = [float(ln.split()[1]) for ln in lines]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_shipped_learned_default_on_cpu():
+    """The CPU default is the best shipped learned method that meets the speed target (benchmarks/learned.py)."""
+    from isovox.registry import all_methods, default_method
+
+    shipped = [m for m in all_methods() if m.needs_weights and m.available()]
+    if not shipped:
+        pytest.skip("no learned model is installed")
+    assert default_method(3, "cpu").name == max(shipped, key=lambda m: m.rank_cpu).name
+    assert default_method(1, "cpu").needs_weights

@@ -22,8 +22,8 @@ def test_hr_space_networks_keep_the_grid(shape):
 
 @pytest.mark.parametrize("factor", [2, 3, 5, 8])
 def test_mrl_upsamples_the_slice_axis(factor):
-    net = build("mrl", channels=4, units=2, in_channels=2)
-    x = torch.randn(1, 2, 5, 6, 7)
+    net = build("mrl", channels=4, units=2, in_channels=2)  # B-spline base: 2 + r input channels
+    x = torch.randn(1, 2 + 8, 5, 6, 7)
     assert net(x, factor).shape == (1, 1, 5 * factor, 6, 7)
     branches = net.branches(x, factor)
     assert len(branches) == 2 and all(b.shape == (1, 1, 5 * factor, 6, 7) for b in branches)
@@ -67,3 +67,24 @@ def test_unlisted_model_is_not_loaded(tmp_path, monkeypatch):
     assert not models.has_model("tiny")
     with pytest.raises(InputError, match="not installed"):
         models.load_model("tiny")
+
+
+def test_mrl_starts_from_the_exact_bspline():
+    """With zero detail heads the output is the cubic B-spline of the scan along its slice axis."""
+    import numpy as np
+
+    from isovox.features import lr_inputs
+    from isovox.fusion import spline_matrix
+    from isovox.volume import Volume
+
+    data = np.random.default_rng(0).random((6, 5, 4)).astype(np.float32)
+    lr = lr_inputs(Volume(data, np.diag([3.0, 1, 1, 1])), 1.0)
+    net = build("mrl", channels=4, units=1, in_channels=2)
+    for heads in net.up.values():
+        for conv in heads:
+            torch.nn.init.zeros_(conv.weight)
+            torch.nn.init.zeros_(conv.bias)
+    with torch.no_grad():
+        out = net(torch.from_numpy(lr.array[None]), 3)[0, 0].numpy()
+    expected = np.tensordot(spline_matrix(6, (np.arange(18) + 0.5) / 3 - 0.5), data / lr.scale, axes=([1], [0]))
+    np.testing.assert_allclose(out, expected, atol=1e-5)

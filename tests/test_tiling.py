@@ -65,3 +65,18 @@ def test_tile_size_follows_the_memory_budget():
     large = choose_tile((256, 256, 256), (12, 12, 12), bytes_per_voxel=1000, budget_bytes=1e9)
     assert max(small) < max(large) <= 256
     assert (small[0] + 24) ** 3 * 1000 <= 64e6 * 1.01 or small[0] == 16
+
+
+@pytest.mark.parametrize("base", ["bspline", "cubic", "trilinear"])
+def test_tiled_mrl_matches_whole_volume_on_the_fine_grid(base):
+    from isovox.nets.mrl import FixedFactor
+
+    torch.manual_seed(1)
+    net = FixedFactor(build("mrl", channels=4, units=2, in_channels=2, base=base), 3)
+    channels = 2 + 3 if base == "bspline" else 2  # the B-spline base arrives as r extra channels
+    x = np.random.default_rng(4).normal(size=(channels, 11, 14, 13)).astype(np.float32)
+    whole = TorchPredictor(net, "cpu", "fp32")(x)
+    tiled = tiled_inference(x, TorchPredictor(net, "cpu", "fp32"), (4, 6, 5), (net.receptive_radius,) * 3,
+                            scale=(3, 1, 1))
+    assert tiled.shape == (1, 33, 14, 13)
+    assert np.abs(tiled - whole).max() <= 1e-5

@@ -68,15 +68,32 @@ class LRInputs:
     k: float
 
 
-def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8, axis: Optional[int] = None) -> LRInputs:
-    """``axis``: the slice axis when known (training); otherwise the scan's thick axis."""
+def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8, axis: Optional[int] = None,
+              factor: Optional[int] = None, with_base: bool = True) -> LRInputs:
+    """``axis``/``factor``: the slice axis and upsampling factor when known (training).
+
+    With ``with_base``, channels 2..2+r hold the exact cubic B-spline of the scan at the r
+    sub-slices of each slice (space-to-depth), computed on the whole scan so tiling stays exact.
+    """
     axis = thick_axis(scan) if axis is None else axis
     if axis is None:
         axis = int(np.argmax(scan.spacing))
     k = float(scan.spacing[axis]) / spacing
-    factor = int(min(max_factor, max(1, np.ceil(k - 1e-6))))
+    if factor is None:
+        factor = int(min(max_factor, max(1, np.ceil(k - 1e-6))))
     order = (axis,) + tuple(a for a in range(3) if a != axis)
-    data = np.asarray(scan.data).transpose(order)
-    divisor = robust_max(data)
-    array = np.stack([data / divisor, np.full(data.shape, k / 8.0)]).astype(np.float32)
-    return LRInputs(array, divisor, axis, order, factor, k)
+    data = np.asarray(scan.data, np.float32).transpose(order) / robust_max(scan.data)
+    channels = [data, np.full(data.shape, k / 8.0, np.float32)]
+    if with_base and factor >= 2:
+        channels.extend(bspline_subslices(data, factor))
+    return LRInputs(np.stack(channels).astype(np.float32), robust_max(scan.data), axis, order, factor, k)
+
+
+def bspline_subslices(data: np.ndarray, factor: int) -> np.ndarray:
+    """(r, D, H, W): cubic B-spline of ``data`` along axis 0 at sub-slice q of each slice."""
+    from .fusion import spline_matrix
+
+    n = data.shape[0]
+    coords = (np.arange(n * factor) + 0.5) / factor - 0.5
+    fine = np.tensordot(spline_matrix(n, coords).astype(np.float32), data, axes=([1], [0]))
+    return fine.reshape(n, factor, *data.shape[1:]).transpose(1, 0, 2, 3)

@@ -143,3 +143,12 @@ def axis_correspondence(affine_a: np.ndarray, affine_b: np.ndarray, tol: float =
     if not np.allclose(np.abs(cos[order, [0, 1, 2]]), 1.0, atol=tol):
         return None
     return order
+
+
+def rotation_matrix(ax: float, ay: float, az: float) -> np.ndarray:
+    """Rotation about x, then y, then z by the given angles in degrees (e.g. to tilt a head)."""
+    ax, ay, az = np.radians([ax, ay, az])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx

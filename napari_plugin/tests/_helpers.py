@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from isovox.volume import Volume
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    ax, ay, az = np.radians([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+from isovox.grid import rotation_matrix as rotation
 
 
 def write_dicom_series(folder, volume: Volume) -> None:

@@ -29,14 +29,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from isovox.io import write_volume  # noqa: E402
 from isovox.simulate import Acquisition, simulate_scan  # noqa: E402
 from isovox.volume import Volume  # noqa: E402
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    ax, ay, az = np.radians([ax, ay, az])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+from isovox.grid import rotation_matrix as rotation  # noqa: E402
 
 
 def oblique_affine(angles=(17.0, -23.0, 31.0), spacing=(1.0, 1.0, 1.0), origin=(-20.0, 35.0, 12.0)) -> np.ndarray:

@@ -122,7 +122,7 @@ def lr_pair(hr: np.ndarray, acq: Acquisition, factor: int):
     fine = Grid((scan.shape[0] * factor, scan.shape[1], scan.shape[2]),
                 regrid_axis(scan.affine, 0, 1.0 / factor, -0.5 + 0.5 / factor))
     target = resample(volume, fine).values
-    lr = lr_inputs(scan, 1.0, axis=0)
+    lr = lr_inputs(scan, 1.0, axis=0, factor=factor)
     return lr.array, (target / lr.scale)[None].astype(np.float32)
 
 

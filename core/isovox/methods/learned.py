@@ -28,7 +28,17 @@ def _precision(request: MethodRequest) -> str:
     return str(request.options.get("precision") or ("fp16" if request.device.startswith("cuda") else "fp32"))
 
 
-def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabled: bool, task: Task) -> np.ndarray:
+def _flip_inputs(inputs: np.ndarray, axes: tuple[int, ...], subslice_channels: int = 0) -> np.ndarray:
+    """Flip spatial ``axes`` (1-3); channels 2..2+r hold sub-slices, whose order reverses with axis 1."""
+    out = np.flip(inputs, axes)
+    if subslice_channels and 1 in axes:
+        out = out.copy()
+        out[2:2 + subslice_channels] = out[2:2 + subslice_channels][::-1]
+    return np.ascontiguousarray(out)
+
+
+def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabled: bool, task: Task,
+              subslice_channels: int = 0) -> np.ndarray:
     """Average of ``run`` over the 8 flips of the three spatial axes (or one plain run)."""
     if not enabled:
         return run(inputs, task)
@@ -37,7 +47,7 @@ def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabl
     for idx, flip in enumerate(flips):
         axes = tuple(a + 1 for a, f in enumerate(flip) if f)
         sub = task.sub(idx / len(flips), (idx + 1) / len(flips))
-        out = run(np.flip(inputs, axes).copy() if axes else inputs, sub)
+        out = run(_flip_inputs(inputs, axes, subslice_channels) if axes else inputs, sub)
         out = np.flip(out, axes) if axes else out
         total = out.astype(np.float64) if total is None else total + out
     return (total / len(flips)).astype(np.float32)
@@ -85,9 +95,9 @@ def _run_mrl(request: MethodRequest) -> Volume:
     precision = _precision(request)
     upsampled = []
     for scan, stage in zip(scans, stages):
-        lr = lr_inputs(scan, spacing, max(module.factors))
-        if lr.factor < 2 or lr.factor not in module.factors:
-            upsampled.append(scan)
+        lr = lr_inputs(scan, spacing, max(module.factors), with_base=module.base == "bspline")
+        if lr.factor < max(2, int(card.get("min_factor", 2))) or lr.factor not in module.factors:
+            upsampled.append(scan)  # B-spline in the fusion: the model did not beat it at this factor
             continue
         wrapped = FixedFactor(module, lr.factor)
         halo = (module.receptive_radius,) * 3
@@ -96,7 +106,8 @@ def _run_mrl(request: MethodRequest) -> Volume:
             return run_tiled(wrapped, x, halo, scale=(factor, 1, 1), device=request.device, precision=precision,
                              bytes_per_voxel=BYTES_PER_TILE_VOXEL["mrl"] * factor, task=task)
 
-        out = _ensemble(run, lr.array, bool(request.options.get("ensemble")), stage)[0] * lr.scale
+        subslices = lr.factor if module.base == "bspline" else 0
+        out = _ensemble(run, lr.array, bool(request.options.get("ensemble")), stage, subslices)[0] * lr.scale
         data = out.transpose(np.argsort(lr.order))
         affine = regrid_axis(scan.affine, lr.axis, 1.0 / lr.factor, -0.5 + 0.5 / lr.factor)
         upsampled.append(Volume(data, affine, scan.meta))

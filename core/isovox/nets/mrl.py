@@ -26,6 +26,28 @@ class ResidualUnit(nn.Module):
         return x + self.body(x)
 
 
+def keys_weights(r: int, a: float = -0.5) -> torch.Tensor:
+    """(r, 1, 5, 1, 1) kernel: cubic-convolution (Keys) interpolation of sub-slice q of each slice.
+
+    Sub-slice q of slice j sits at j + (q + 0.5) / r - 0.5; taps are slices j-2..j+2. A local,
+    fixed operator (unlike the B-spline's recursive prefilter), so tiling stays exact.
+    """
+    def kernel(x: float) -> float:
+        x = abs(x)
+        if x <= 1:
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        if x < 2:
+            return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+        return 0.0
+
+    weights = torch.zeros(r, 1, 5, 1, 1)
+    for q in range(r):
+        t = (q + 0.5) / r - 0.5
+        for tap, m in enumerate(range(-2, 3)):
+            weights[q, 0, tap, 0, 0] = kernel(t - m)
+    return weights
+
+
 def shuffle_depth(x: torch.Tensor, r: int) -> torch.Tensor:
     """(N, r, D, H, W) -> (N, 1, D*r, H, W): sub-slice q of slice j goes to j*r + q."""
     n, _, d, h, w = x.shape
@@ -33,8 +55,12 @@ def shuffle_depth(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 class MRL(nn.Module):
-    def __init__(self, channels: int = 32, units: int = 4, in_channels: int = 2, factors: tuple = (2, 3, 4, 5, 6, 7, 8)) -> None:
+    def __init__(self, channels: int = 32, units: int = 4, in_channels: int = 2, factors: tuple = (2, 3, 4, 5, 6, 7, 8),
+                 base: str = "bspline") -> None:
         super().__init__()
+        if base not in ("bspline", "cubic", "trilinear"):
+            raise ValueError(f"base must be 'bspline', 'cubic' or 'trilinear', got {base!r}")
+        self.base = base
         self.head = nn.Conv3d(in_channels, channels, 3, padding=1)
         self.units = nn.ModuleList([ResidualUnit(channels) for _ in range(units)])
         self.factors = tuple(int(f) for f in factors)
@@ -55,7 +81,13 @@ class MRL(nn.Module):
         """The N upsampled maps (each = interpolated input + learned detail), for deep supervision."""
         if str(r) not in self.up:
             raise ValueError(f"this model has no x{r} head (has {self.factors})")
-        base = F.interpolate(x[:, :1], scale_factor=(r, 1, 1), mode="trilinear", align_corners=False)
+        if self.base == "bspline":  # channels 2..2+r carry the exact B-spline sub-slices
+            if x.shape[1] < 2 + r:
+                raise ValueError(f"a bspline-base MRL at x{r} needs {2 + r} input channels, got {x.shape[1]}")
+            base = shuffle_depth(x[:, 2:2 + r], r)
+            x = x[:, :2]
+        else:
+            base = self.upsample(x[:, :1], r)
         f0 = self.head(x)
         f = f0
         outs = []
@@ -63,6 +95,13 @@ class MRL(nn.Module):
             f = unit(f) + f0
             outs.append(base + shuffle_depth(head(f), r))
         return outs
+
+    def upsample(self, x: torch.Tensor, r: int) -> torch.Tensor:
+        """The fixed interpolation the learned detail is added to."""
+        if self.base == "trilinear":
+            return F.interpolate(x, scale_factor=(r, 1, 1), mode="trilinear", align_corners=False)
+        padded = F.pad(x, (0, 0, 0, 0, 2, 2), mode="replicate")
+        return shuffle_depth(F.conv3d(padded, keys_weights(r).to(x.dtype).to(x.device)), r)
 
     def combine(self, branches: list[torch.Tensor]) -> torch.Tensor:
         return sum(w * b for w, b in zip(self.weights, branches)) / self.weights.sum()

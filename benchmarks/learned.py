@@ -1,0 +1,187 @@
+"""Learned methods vs the baselines on held-out data: quality, lesions, speed, memory, tiling vs MONAI.
+
+Held-out data: the validation slabs the training never saw (the first 30 % of the
+left-right axis of Colin27 and MNI152). Prints Markdown tables.
+
+Usage: .venv/bin/python benchmarks/learned.py [--methods mrl isosrn] [--skip-monai] [--skip-speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from isovox import api, datasets, io
+from isovox.metrics import evaluate, foreground_mask
+from isovox.registry import all_methods
+from isovox.simulate import Acquisition, insert_spheres, orthogonal_protocol, simulate_scans
+from isovox.volume import Volume
+
+HELD_OUT = 0.3
+
+
+def held_out(name: str) -> Volume:
+    vol = io.read_volume(datasets.fetch(name))
+    split = int(round(vol.shape[0] * HELD_OUT))
+    return Volume(vol.data[:split], vol.affine, {"source": f"{name} held-out slab"})
+
+
+def score(method: str, scans, hr: Volume, **kw) -> dict:
+    return evaluate(api.super_resolve(scans, method, spacing=1.0, **kw).volume, hr)
+
+
+def quality(methods: list[str], names: list[str]) -> None:
+    print("\n### Quality on held-out slabs: masked PSNR dB / SSIM (gain over the baseline in dB)\n")
+    header = "| volume | setting | baseline | " + " | ".join(methods) + " |"
+    print(header + "\n|" + "---|" * (3 + len(methods)))
+    for name in names:
+        hr = held_out(name)
+        settings = [(f"x{k} 3 scans", k, (2, 1, 0), 0.0) for k in (2, 3, 4, 5, 6, 7)]
+        settings += [("x2.5 3 scans", 2.5, (2, 1, 0), 0.0), ("x4 2 scans", 4, (2, 1), 0.0),
+                     ("x4 1 scan", 4, (2,), 0.0), ("x4 3 scans noise 0.03", 4, (2, 1, 0), 0.03)]
+        for label, k, axes, noise in settings:
+            scans = simulate_scans(hr, orthogonal_protocol(float(k), axes, "box", noise=noise, seed=int(10 * k)))
+            base_name = "bspline" if len(axes) == 1 else "cubeavg"
+            base = score(base_name, scans, hr)
+            cells = []
+            for method in methods:
+                s = score(method, scans, hr)
+                cells.append(f"{s['psnr_masked']:.2f} / {s['ssim']:.4f} ({s['psnr_masked'] - base['psnr_masked']:+.2f})")
+            print(f"| {name} | {label} | {base_name} {base['psnr_masked']:.2f} / {base['ssim']:.4f} | "
+                  + " | ".join(cells) + " |", flush=True)
+
+
+def lesions(methods: list[str]) -> None:
+    """Contrast kept: (lesion mean - shell mean) in the result over the same in the truth."""
+    print("\n### Lesion contrast kept (x4, 3 scans, 24 spheres r = 2-4 voxels, +-35 %)\n")
+    hr = held_out("colin27")
+    rng = np.random.default_rng(3)
+    mask = foreground_mask(hr.data)
+    inner = np.argwhere(mask[6:-6, 6:-6, 6:-6]) + 6
+    centres = inner[rng.choice(len(inner), 24, replace=False)].astype(float)
+    radii = rng.uniform(2, 4, 24)
+    contrasts = rng.choice([-0.35, 0.35], 24)
+    truth = insert_spheres(hr, centres, radii, contrasts)
+    scans = simulate_scans(truth, orthogonal_protocol(4.0, (2, 1, 0), "box", seed=5))
+    grid = np.indices(hr.shape, dtype=np.float32)
+
+    def kept(volume: np.ndarray) -> float:
+        ratios = []
+        for c, r in zip(centres, radii):
+            d = np.sqrt(sum((grid[a] - c[a]) ** 2 for a in range(3)))
+            core, shell = d <= r, (d > r + 1) & (d <= r + 3)
+            ref = truth.data[core].mean() - truth.data[shell].mean()
+            ratios.append((volume[core].mean() - volume[shell].mean()) / ref)
+        return float(np.median(ratios))
+
+    print("| method | median contrast kept |\n|---|---|")
+    for method in ["cubeavg"] + methods:
+        out = api.super_resolve(scans, method, spacing=1.0).volume
+        from isovox.metrics import aligned_to
+        from isovox.grid import Grid
+
+        values, _ = aligned_to(out, Grid.of(truth))
+        print(f"| {method} | {kept(values):.3f} |", flush=True)
+
+
+SPEED_CODE = """
+import sys, time, resource, numpy as np
+from isovox import api, datasets, io
+from isovox.simulate import orthogonal_protocol, simulate_scans
+from isovox.volume import Volume
+src = io.read_volume(datasets.fetch("colin27"))
+data = np.zeros((256, 256, 256), np.float32); data[37:218, 19:236, 37:218] = src.data
+scans = simulate_scans(Volume(data, src.affine), orthogonal_protocol(4.0, (2, 1, 0)))
+t = time.perf_counter(); r = api.super_resolve(scans, sys.argv[1], spacing=1.0, ensemble=sys.argv[2] == "1")
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, r.volume.shape)
+"""
+
+
+def speed(methods: list[str], repeats: int) -> None:
+    print("\n### Speed: 256^3 output from 3 orthogonal x4 scans, 2-core CPU (fp32), separate processes\n")
+    print("| method | median s | runs | peak RSS GiB |\n|---|---|---|---|")
+    for method, ensemble in [(m, "0") for m in ["cubeavg"] + methods] + [(m, "1") for m in methods[:1]]:
+        times, rss = [], []
+        for _ in range(repeats if ensemble == "0" else 1):
+            out = subprocess.run([sys.executable, "-c", SPEED_CODE, method, ensemble], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"| {method} | failed: {out.stderr.strip().splitlines()[-1]} | | |")
+                break
+            seconds, peak, _ = out.stdout.split(maxsplit=2)
+            times.append(float(seconds))
+            rss.append(float(peak))
+        if times:
+            label = method + (" --ensemble" if ensemble == "1" else "")
+            print(f"| {label} | {statistics.median(times):.1f} | {len(times)} | {max(rss):.2f} |", flush=True)
+
+
+MONAI_CODE = """
+import sys, time, resource, numpy as np, torch
+from isovox.nets import build
+from isovox.tiling import run_tiled
+torch.manual_seed(0); torch.set_num_threads(2)
+net = build("isosrn", channels=12, blocks=3, in_channels=3, image_residual=True).eval()
+x = np.random.default_rng(0).normal(size=(3, 96, 96, 96)).astype(np.float32)
+mode = sys.argv[1]
+t = time.perf_counter()
+with torch.inference_mode():
+    if mode == "whole":
+        y = net(torch.from_numpy(x[None]))[0].numpy()
+    elif mode == "isovox":
+        y = run_tiled(net, x, (net.receptive_radius,) * 3, budget_bytes=2.5e8, bytes_per_voxel=700)
+    else:
+        from monai.inferers import sliding_window_inference
+        y = sliding_window_inference(torch.from_numpy(x[None]), roi_size=(48, 48, 48), sw_batch_size=1, predictor=net,
+                                     overlap=0.25, mode="gaussian")[0].numpy()
+seconds = time.perf_counter() - t
+np.save(sys.argv[2], y)
+print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+
+def tiling_vs_monai(tmp: str = "/tmp") -> None:
+    print("\n### Tiling vs MONAI sliding_window_inference (same isoSRN-size net, 96^3, CPU)\n")
+    results = {}
+    for mode in ("whole", "isovox", "monai"):
+        out = subprocess.run([sys.executable, "-c", MONAI_CODE, mode, f"{tmp}/tile_{mode}.npy"], capture_output=True,
+                             text=True)
+        if out.returncode != 0:
+            print(f"{mode}: failed ({out.stderr.strip().splitlines()[-1]})")
+            return
+        seconds, rss = (float(v) for v in out.stdout.split())
+        results[mode] = (seconds, rss, np.load(f"{tmp}/tile_{mode}.npy"))
+    whole = results["whole"][2]
+    print("| inference | seconds | peak RSS GiB | max abs diff vs whole |\n|---|---|---|---|")
+    for mode, (seconds, rss, y) in results.items():
+        print(f"| {mode} | {seconds:.1f} | {rss:.2f} | {np.abs(y - whole).max():.2e} |")
+    iso, mon = results["isovox"], results["monai"]
+    print(f"\nisovox/MONAI: time {iso[0] / mon[0]:.2f}x, peak memory {iso[1] / mon[1]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+",
+                        default=[m.name for m in all_methods() if m.needs_weights and m.available()])
+    parser.add_argument("--volumes", nargs="+", default=["colin27", "mni152"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-monai", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_quality:
+        quality(args.methods, args.volumes)
+        lesions(args.methods)
+    if not args.skip_speed:
+        speed(args.methods, args.repeats)
+    if not args.skip_monai:
+        tiling_vs_monai()
+
+
+if __name__ == "__main__":
+    main()
