@@ -9,18 +9,16 @@ Usage: .venv/bin/python benchmarks/learned.py [--methods mrl isosrn] [--skip-mon
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 from isovox import api, datasets, io
 from isovox.metrics import evaluate, foreground_mask
 from isovox.registry import all_methods
-from isovox.simulate import Acquisition, insert_spheres, orthogonal_protocol, simulate_scans
+from isovox.simulate import insert_spheres, orthogonal_protocol, simulate_scans
 from isovox.volume import Volume
 
 HELD_OUT = 0.3

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from isovox.volume import Volume
-from isovox.grid import rotation_matrix as rotation
 
 
 def write_dicom_series(folder, volume: Volume) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from isovox.volume import Volume
 
-from ._helpers import rotation
+from isovox.grid import rotation_matrix as rotation
 
 _XVFB: subprocess.Popen | None = None
 
