@@ -7,7 +7,7 @@ is a near-isotropic volume that overlaps. Only IJKToRAS and dimensions are read.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -56,8 +56,8 @@ def slice_angle(a: Volume, b: Volume) -> Optional[float]:
     return float(np.degrees(np.arccos(min(cosine, 1.0))))
 
 
-def suggest_partners(scene: Any, first: Any, min_angle: float = 30.0) -> list[Any]:
-    """Thick-slice volumes overlapping ``first`` with slices at least ``min_angle`` apart, most orthogonal first."""
+def _rank_overlapping(scene: Any, first: Any, score: Callable[[Volume, Volume], Optional[float]]) -> list[Any]:
+    """Volumes overlapping ``first`` whose ``score`` is not None, lowest score (then name) first."""
     base = _geometry(first) if first is not None else None
     if base is None:
         return []
@@ -66,21 +66,21 @@ def suggest_partners(scene: Any, first: Any, min_angle: float = 30.0) -> list[An
         geometry = _geometry(node)
         if geometry is None or not _overlaps(base[1], geometry[1]):
             continue
-        angle = slice_angle(base[0], geometry[0])
-        if angle is not None and angle >= min_angle:
-            ranked.append((-round(angle, 3), node.GetName() or "", node))
+        key = score(base[0], geometry[0])
+        if key is not None:
+            ranked.append((key, node.GetName() or "", node))
     return [item[2] for item in sorted(ranked, key=lambda item: item[:2])]
+
+
+def suggest_partners(scene: Any, first: Any, min_angle: float = 30.0) -> list[Any]:
+    """Thick-slice volumes overlapping ``first`` with slices at least ``min_angle`` apart, most orthogonal first."""
+    def score(a: Volume, b: Volume) -> Optional[float]:
+        angle = slice_angle(a, b)
+        return -round(angle, 3) if angle is not None and angle >= min_angle else None
+
+    return _rank_overlapping(scene, first, score)
 
 
 def suggest_references(scene: Any, first: Any) -> list[Any]:
     """Near-isotropic volumes overlapping ``first``, finest first."""
-    base = _geometry(first) if first is not None else None
-    if base is None:
-        return []
-    ranked = []
-    for node in _candidates(scene, first):
-        geometry = _geometry(node)
-        if geometry is None or not _overlaps(base[1], geometry[1]) or thick_axis(geometry[0]) is not None:
-            continue
-        ranked.append((float(geometry[0].spacing.max()), node.GetName() or "", node))
-    return [item[2] for item in sorted(ranked, key=lambda item: item[:2])]
+    return _rank_overlapping(scene, first, lambda a, b: float(b.spacing.max()) if thick_axis(b) is None else None)
