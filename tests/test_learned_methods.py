@@ -78,3 +78,13 @@ def test_methods_json_shows_model_cards(tiny_models, capsys):
     assert main(["methods", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["isosrn"]["available"] and rows["isosrn"]["model_card"]["architecture"] == "isosrn"
+
+
+def test_memory_check_counts_the_tile_working_set(tiny_models):
+    """A learned run needs its tiles' activations too: refused up front, not half-way."""
+    from isovox.errors import ResourceError
+
+    scans = [io.read_volume(p) for p in sample_scan_paths()]
+    api.plan(scans, "cubeavg", max_memory_bytes=int(0.5e9))  # interpolation fits in 0.5 GB
+    with pytest.raises(ResourceError, match="memory"):
+        api.plan(scans, "mrl", max_memory_bytes=int(0.5e9))

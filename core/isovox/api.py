@@ -112,6 +112,10 @@ def plan(
         raise InputError(f"method {spec.name} supports scales {lo:g} to {hi:g}, this run needs x{scale:.2f}")
     input_bytes = sum(s.data.nbytes for s in scans) * 3
     needed = grid.n_voxels * spec.bytes_per_voxel + input_bytes
+    if spec.needs_weights and device == "cpu":  # network activations of one tile live in host memory
+        from .tiling import TILE_BUDGET_BYTES
+
+        needed += int(TILE_BUDGET_BYTES)
     shape_text = "x".join(str(n) for n in grid.shape)
     check_memory(needed, f"an output of {shape_text} voxels", max_memory_bytes)
     return Plan(scans, spec, grid, device, reference, dict(options), warnings, needed)

@@ -18,6 +18,7 @@ import numpy as np
 from .progress import Task, ensure_task
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+TILE_BUDGET_BYTES = 1.5e9  # activation memory tiles may use; the engine's memory check counts it
 
 
 def tile_starts(length: int, core: int) -> list[int]:
@@ -99,7 +100,7 @@ class TorchPredictor:
 
 
 def run_tiled(module, inputs: np.ndarray, halo: Sequence[int], scale: Sequence[int] = (1, 1, 1),
-              device: str = "cpu", precision: str = "auto", budget_bytes: float = 1.5e9,
+              device: str = "cpu", precision: str = "auto", budget_bytes: float = TILE_BUDGET_BYTES,
               bytes_per_voxel: float = 2048.0, task: Optional[Task] = None) -> np.ndarray:
     """Tiled inference of a torch module, falling back to smaller tiles (then the CPU) on GPU memory errors."""
     predictor = TorchPredictor(module, device, precision)
