@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from isovox.volume import Volume
-from isovox.grid import rotation_matrix as rotation  # noqa: F401  (tests import it from here)
+from isovox.grid import rotation_matrix as rotation
+from isovox.phantoms import phantom  # noqa: F401  (tests import it from here)  # noqa: F401  (tests import it from here)
 
 
 def oblique_affine(rng: np.random.Generator, spacing=(1.0, 1.0, 1.0), max_angle: float = 35.0) -> np.ndarray:
@@ -19,21 +19,6 @@ def oblique_affine(rng: np.random.Generator, spacing=(1.0, 1.0, 1.0), max_angle:
     affine[:3, :3] = rotation(*angles) * np.asarray(spacing, float)
     affine[:3, 3] = rng.uniform(-80, 80, 3)
     return affine
-
-
-def phantom(shape=(40, 44, 36), seed: int = 0) -> np.ndarray:
-    """A head-like phantom: a bright ellipsoid with smooth texture and a few small blobs."""
-    rng = np.random.default_rng(seed)
-    grid = np.indices(shape, dtype=np.float64)
-    centre = (np.array(shape) - 1) / 2
-    radius = np.array(shape) * 0.42
-    inside = (((grid - centre[:, None, None, None]) / radius[:, None, None, None]) ** 2).sum(0) < 1
-    texture = ndimage.gaussian_filter(rng.normal(size=shape), 2.0)
-    data = inside * (100 + 400 * texture)
-    for _ in range(6):
-        c = rng.uniform(0.3, 0.7, 3) * np.array(shape)
-        data += 60 * np.exp(-(((grid - c[:, None, None, None]) ** 2).sum(0)) / 4.0)
-    return np.clip(data, 0, None).astype(np.float32)
 
 
 @pytest.fixture

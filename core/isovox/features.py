@@ -22,7 +22,8 @@ from .grid import Grid
 from .info import thick_axis
 from .intensity import robust_max
 from .progress import Task
-from .qa import acquired_distance_map, on_grid
+from .metrics import on_grid
+from .qa import acquired_distance_map
 from .volume import Volume
 
 FAR = 2.0  # distance channel value where no scan has data
@@ -82,11 +83,12 @@ def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8, axis: Optional[
     if factor is None:
         factor = int(min(max_factor, max(1, np.ceil(k - 1e-6))))
     order = (axis,) + tuple(a for a in range(3) if a != axis)
-    data = np.asarray(scan.data, np.float32).transpose(order) / robust_max(scan.data)
+    divisor = robust_max(scan.data)
+    data = np.asarray(scan.data, np.float32).transpose(order) / divisor
     channels = [data, np.full(data.shape, k / 8.0, np.float32)]
     if with_base and factor >= 2:
         channels.extend(bspline_subslices(data, factor))
-    return LRInputs(np.stack(channels).astype(np.float32), robust_max(scan.data), axis, order, factor, k)
+    return LRInputs(np.stack(channels).astype(np.float32), divisor, axis, order, factor, k)
 
 
 def bspline_subslices(data: np.ndarray, factor: int) -> np.ndarray:

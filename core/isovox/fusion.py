@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .grid import Grid, axis_correspondence, target_grid
+from .grid import Grid, axis_correspondence, coarse_grid, target_grid
 from .intensity import robust_max
 from .progress import Task, ensure_task
 from .volume import Volume
@@ -148,19 +148,6 @@ def check_overlap(scans: Sequence[Volume], grid: Grid) -> list[float]:
             )
         fractions.append(shared / max(1, np.count_nonzero(base)))
     return fractions
-
-
-def coarse_grid(grid: Grid, max_voxels: int = 64**3) -> Grid:
-    """The same box on a coarser grid, for cheap coverage checks."""
-    factor = max(1.0, (grid.n_voxels / max_voxels) ** (1 / 3))
-    if factor == 1.0:
-        return grid
-    shape = tuple(max(1, int(np.ceil(n / factor))) for n in grid.shape)
-    steps = np.array(grid.shape) / np.array(shape)
-    affine = grid.affine.copy()
-    affine[:3, :3] = grid.affine[:3, :3] * steps
-    affine[:3, 3] = grid.affine[:3, :3] @ (-0.5 + steps / 2) + grid.affine[:3, 3]
-    return Grid(shape, affine)  # type: ignore[arg-type]
 
 
 def _coverage_only(volume: Volume, grid: Grid) -> np.ndarray:

@@ -152,3 +152,16 @@ def rotation_matrix(ax: float, ay: float, az: float) -> np.ndarray:
     ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
     rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
     return rz @ ry @ rx
+
+
+def coarse_grid(grid: Grid, max_voxels: int = 64**3) -> Grid:
+    """The same box on a coarser grid, for cheap coverage checks."""
+    factor = max(1.0, (grid.n_voxels / max_voxels) ** (1 / 3))
+    if factor == 1.0:
+        return grid
+    shape = tuple(max(1, int(np.ceil(n / factor))) for n in grid.shape)
+    steps = np.array(grid.shape) / np.array(shape)
+    affine = grid.affine.copy()
+    affine[:3, :3] = grid.affine[:3, :3] * steps
+    affine[:3, 3] = grid.affine[:3, :3] @ (-0.5 + steps / 2) + grid.affine[:3, 3]
+    return Grid(shape, affine)  # type: ignore[arg-type]

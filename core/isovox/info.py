@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
-from .fusion import check_overlap, coarse_grid, resample
-from .grid import target_grid
+from .fusion import check_overlap, resample
+from .grid import coarse_grid, target_grid
 from .intensity import robust_max
 from .volume import Volume
 

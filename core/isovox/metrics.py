@@ -96,6 +96,18 @@ def aligned_to(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray] | No
     return np.where(mask, values, 0.0).astype(np.float32), mask
 
 
+def on_grid(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """``volume`` on ``grid`` as (values, covered): exact re-indexing when voxel centres coincide,
+    else cubic B-spline resampling."""
+    aligned = aligned_to(volume, grid)
+    if aligned is not None:
+        return aligned
+    from .fusion import resample
+
+    part = resample(volume, grid)
+    return part.values, part.full_mask()
+
+
 def evaluate(result: Volume, reference: Volume) -> dict:
     """PSNR (whole and head), SSIM and relative sharpness of ``result`` against ``reference``.
 
@@ -104,15 +116,8 @@ def evaluate(result: Volume, reference: Volume) -> dict:
     are compared after cubic B-spline resampling onto the reference grid.
     """
     grid = Grid.of(reference)
-    aligned = aligned_to(result, grid)
-    resampled = aligned is None
-    if aligned is None:
-        from .fusion import resample
-
-        part = resample(result, grid)
-        values, covered = part.values, part.full_mask()
-    else:
-        values, covered = aligned
+    resampled = aligned_to(result, grid) is None
+    values, covered = on_grid(result, grid)
     if not covered.any():
         raise InputError("the result and the reference do not overlap in space")
     ref = np.asarray(reference.data)

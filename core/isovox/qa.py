@@ -22,17 +22,8 @@ from .errors import InputError
 from .fusion import resample
 from .grid import Grid
 from .info import thick_axis
-from .metrics import aligned_to
+from .metrics import on_grid  # noqa: F401  (re-exported: the UIs use qa.on_grid)
 from .volume import Volume
-
-
-def on_grid(volume: Volume, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """``volume`` on ``grid``: exact re-indexing when voxel centres coincide, else cubic B-spline."""
-    aligned = aligned_to(volume, grid)
-    if aligned is not None:
-        return aligned
-    part = resample(volume, grid)
-    return part.values, part.full_mask()
 
 
 def difference_map(result: Volume, other: Volume) -> Volume:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "slicer_extension" / "IsoVox"
 if str(MODULE_DIR) not in sys.path:
@@ -30,6 +29,7 @@ from isovox.io import write_volume  # noqa: E402
 from isovox.simulate import Acquisition, simulate_scan  # noqa: E402
 from isovox.volume import Volume  # noqa: E402
 from isovox.grid import rotation_matrix as rotation  # noqa: E402
+from isovox.phantoms import phantom  # noqa: E402
 
 
 def oblique_affine(angles=(17.0, -23.0, 31.0), spacing=(1.0, 1.0, 1.0), origin=(-20.0, 35.0, 12.0)) -> np.ndarray:
@@ -40,14 +40,8 @@ def oblique_affine(angles=(17.0, -23.0, 31.0), spacing=(1.0, 1.0, 1.0), origin=(
 
 
 def smooth_phantom(shape=(24, 28, 20), seed: int = 3) -> np.ndarray:
-    """A small bright ellipsoid with texture: enough structure for profiles and lesions."""
-    rng = np.random.default_rng(seed)
-    grid = np.indices(shape, dtype=np.float64)
-    centre = (np.array(shape) - 1) / 2
-    radius = np.array(shape) * 0.42
-    inside = (((grid - centre[:, None, None, None]) / radius[:, None, None, None]) ** 2).sum(0) < 1
-    texture = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
-    return np.clip(inside * (100 + 300 * texture), 0, None).astype(np.float32)
+    """A small bright ellipsoid with texture (no blobs): enough structure for profiles and lesions."""
+    return phantom(shape, seed, texture_sigma=1.5, amplitude=300.0, blobs=0)
 
 
 def load_with_storage_node(scene, path: Path, name: str):
