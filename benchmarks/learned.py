@@ -4,6 +4,9 @@ Held-out data: the validation slabs the training never saw (the first 30 % of th
 left-right axis of Colin27 and MNI152). Prints Markdown tables.
 
 Usage: .venv/bin/python benchmarks/learned.py [--methods mrl isosrn] [--skip-monai] [--skip-speed]
+
+The MONAI comparison needs MONAI, installed for this benchmark only and without touching the pinned
+torch: .venv/bin/pip install --no-deps monai
 """
 
 from __future__ import annotations
