@@ -3,7 +3,10 @@
 Held-out data: the validation slabs the training never saw (the first 30 % of the
 left-right axis of Colin27 and MNI152). Prints Markdown tables.
 
-Usage: .venv/bin/python benchmarks/learned.py [--methods mrl isosrn] [--skip-monai] [--skip-speed]
+Usage: .venv/bin/python benchmarks/learned.py [--methods mrl isosrn isosrn+ recnn recnn@ref] [--skip-monai]
+       [--skip-speed]
+A method name with "+" runs the 8-flip ensemble (isoSRN+); "@ref" passes an HR reference of another
+contrast (the guided ReCNN).
 
 The MONAI comparison needs MONAI, installed for this benchmark only and without touching the pinned
 torch: .venv/bin/pip install --no-deps monai
@@ -33,8 +36,26 @@ def held_out(name: str) -> Volume:
     return Volume(vol.data[:split], vol.affine, {"source": f"{name} held-out slab"})
 
 
+def t2_like(hr: Volume) -> Volume:
+    """A registered HR reference of another contrast: the same anatomy with the tissue order inverted.
+
+    The guided model was trained on this synthetic mapping (no real second contrast may enter
+    training), so this measures what a perfect registration and a T2-like contrast give.
+    """
+    data = hr.data / np.percentile(hr.data[hr.data > 0], 99.5)
+    head = data > 0.08
+    return Volume((head * (0.2 + np.clip(1.0 - data, 0, 1))).astype(np.float32), hr.affine)
+
+
+def run_label(label: str, scans, hr: Volume, **kw) -> Volume:
+    """``name`` runs a method; ``name+`` adds the 8-flip ensemble; ``name@ref`` passes a reference."""
+    method, ensemble, guided = label.rstrip("+").split("@")[0], label.endswith("+"), "@ref" in label
+    return api.super_resolve(scans, method, spacing=1.0, ensemble=ensemble,
+                             reference=t2_like(hr) if guided else None, **kw).volume
+
+
 def score(method: str, scans, hr: Volume, **kw) -> dict:
-    return evaluate(api.super_resolve(scans, method, spacing=1.0, **kw).volume, hr)
+    return evaluate(run_label(method, scans, hr, **kw), hr)
 
 
 def quality(methods: list[str], names: list[str]) -> None:
@@ -83,7 +104,7 @@ def lesions(methods: list[str]) -> None:
 
     print("| method | median contrast kept |\n|---|---|")
     for method in ["cubeavg"] + methods:
-        out = api.super_resolve(scans, method, spacing=1.0).volume
+        out = run_label(method, scans, truth)
         from isovox.metrics import aligned_to
         from isovox.grid import Grid
 
@@ -107,18 +128,18 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 def speed(methods: list[str], repeats: int) -> None:
     print("\n### Speed: 256^3 output from 3 orthogonal x4 scans, 2-core CPU (fp32), separate processes\n")
     print("| method | median s | runs | peak RSS GiB |\n|---|---|---|---|")
-    for method, ensemble in [(m, "0") for m in ["cubeavg"] + methods] + [(m, "1") for m in methods[:1]]:
+    for label in ["cubeavg"] + [m for m in methods if "@" not in m]:
+        method, ensemble = label.rstrip("+"), "1" if label.endswith("+") else "0"
         times, rss = [], []
         for _ in range(repeats if ensemble == "0" else 1):
             out = subprocess.run([sys.executable, "-c", SPEED_CODE, method, ensemble], capture_output=True, text=True)
             if out.returncode != 0:
-                print(f"| {method} | failed: {out.stderr.strip().splitlines()[-1]} | | |")
+                print(f"| {label} | failed: {out.stderr.strip().splitlines()[-1]} | | |")
                 break
             seconds, peak, _ = out.stdout.split(maxsplit=2)
             times.append(float(seconds))
             rss.append(float(peak))
         if times:
-            label = method + (" --ensemble" if ensemble == "1" else "")
             print(f"| {label} | {statistics.median(times):.1f} | {len(times)} | {max(rss):.2f} |", flush=True)
 
 

@@ -42,10 +42,13 @@ def through_plane_scale(scans: Sequence[Volume], spacing: float) -> float:
 
 
 def hr_inputs(scans: Sequence[Volume], grid: Grid, reference: Optional[Volume] = None, register: bool = False,
-              match_intensity: bool = False, task: Optional[Task] = None) -> HRInputs:
+              match_intensity: bool = False, task: Optional[Task] = None, divisor: Optional[float] = None,
+              reference_divisor: Optional[float] = None) -> HRInputs:
+    """``divisor``/``reference_divisor``: intensity normalisers when known (training on crops
+    passes the whole volume's, so crops look as whole volumes do at inference)."""
     fusion = fuse(scans, grid=grid, register=register, match_intensities=match_intensity, task=task)
     fused = fusion.volume.data
-    divisor = robust_max(fused)
+    divisor = robust_max(fused) if divisor is None else float(divisor)
     spacing = float(grid.spacing.min())
     distance = acquired_distance_map(grid, scans) / spacing / 4.0
     distance = np.where(np.isfinite(distance), distance, FAR).astype(np.float32)
@@ -53,7 +56,10 @@ def hr_inputs(scans: Sequence[Volume], grid: Grid, reference: Optional[Volume] =
     channels = [fused / divisor, distance, np.full(grid.shape, k / 8.0, np.float32)]
     if reference is not None:
         values, covered = on_grid(reference, grid)
-        ref_scale = robust_max(values[covered]) if covered.any() else 1.0
+        if reference_divisor is not None:
+            ref_scale = float(reference_divisor)
+        else:
+            ref_scale = robust_max(values[covered]) if covered.any() else 1.0
         channels.append(np.where(covered, values / ref_scale, 0.0))
     array = np.stack([np.asarray(c, np.float32) for c in channels])
     return HRInputs(array, divisor, fusion, k)
@@ -70,8 +76,9 @@ class LRInputs:
 
 
 def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8, axis: Optional[int] = None,
-              factor: Optional[int] = None, with_base: bool = True) -> LRInputs:
-    """``axis``/``factor``: the slice axis and upsampling factor when known (training).
+              factor: Optional[int] = None, with_base: bool = True, divisor: Optional[float] = None) -> LRInputs:
+    """``axis``/``factor``/``divisor``: slice axis, upsampling factor and intensity normaliser when
+    known (training on crops passes the whole volume's robust maximum).
 
     With ``with_base``, channels 2..2+r hold the exact cubic B-spline of the scan at the r
     sub-slices of each slice (space-to-depth), computed on the whole scan so tiling stays exact.
@@ -83,7 +90,7 @@ def lr_inputs(scan: Volume, spacing: float, max_factor: int = 8, axis: Optional[
     if factor is None:
         factor = int(min(max_factor, max(1, np.ceil(k - 1e-6))))
     order = (axis,) + tuple(a for a in range(3) if a != axis)
-    divisor = robust_max(scan.data)
+    divisor = robust_max(scan.data) if divisor is None else float(divisor)
     data = np.asarray(scan.data, np.float32).transpose(order) / divisor
     channels = [data, np.full(data.shape, k / 8.0, np.float32)]
     if with_base and factor >= 2:

@@ -61,14 +61,24 @@ def crop_at(volume: TrainingVolume, centre: np.ndarray, size: tuple[int, int, in
     return volume.data[lo[0]:lo[0] + size[0], lo[1]:lo[1] + size[1], lo[2]:lo[2] + size[2]]
 
 
-def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flips, a random axis order (90-degree rotations), intensity scale and gamma."""
+def augment(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Flips, a random axis order (90-degree rotations), intensity scale and gamma.
+
+    Returns the crop and the intensity divisor to normalise it with: the whole augmented
+    volume's robust maximum (the scale; gamma keeps a maximum of 1 at 1) times a jitter, so the
+    network sees what a whole volume looks like at inference, give or take a different
+    robust maximum on unseen scans.
+    """
     crop = np.transpose(crop, rng.permutation(3))
     for axis in range(3):
         if rng.random() < 0.5:
             crop = np.flip(crop, axis)
-    crop = np.clip(crop, 0, None) ** rng.uniform(0.7, 1.4) * rng.uniform(0.8, 1.2)
-    return np.ascontiguousarray(crop, dtype=np.float32)
+    scale = rng.uniform(0.8, 1.2)
+    crop = np.clip(crop, 0, None) ** rng.uniform(0.7, 1.4) * scale
+    return np.ascontiguousarray(crop, dtype=np.float32), float(scale * np.exp(rng.uniform(-0.2, 0.2)))
+
+
+REFERENCE_MAX = 1.2  # robust maximum of other_contrast() over a whole head
 
 
 def other_contrast(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -104,25 +114,30 @@ class Sampler:
         raise ValueError(f"no {size} crop centred in the head fits in the sampling region; use smaller patches")
 
 
-def hr_pair(hr: np.ndarray, protocol: list[Acquisition], guided: bool, rng: np.random.Generator):
-    """(inputs C x P^3, target 1 x P^3, loss mask) for HR-space networks."""
+def hr_pair(hr: np.ndarray, protocol: list[Acquisition], guided: bool, rng: np.random.Generator,
+            divisor: float = 1.0):
+    """(inputs C x P^3, target 1 x P^3, loss mask) for HR-space networks.
+
+    ``divisor``: the whole volume's robust maximum (1 for the normalised, unaugmented volumes).
+    """
     volume = Volume(hr, np.eye(4))
     scans = simulate_scans(volume, protocol)
     reference = Volume(other_contrast(hr, rng), np.eye(4)) if guided else None
-    inputs = hr_inputs(scans, Grid.of(volume), reference)
+    reference_divisor = REFERENCE_MAX * float(np.exp(rng.uniform(-0.2, 0.2))) if guided else None
+    inputs = hr_inputs(scans, Grid.of(volume), reference, divisor=divisor, reference_divisor=reference_divisor)
     target = (hr / inputs.scale)[None].astype(np.float32)
     mask = (inputs.fusion.coverage > 0)[None]
     return inputs.array, target, mask
 
 
-def lr_pair(hr: np.ndarray, acq: Acquisition, factor: int):
+def lr_pair(hr: np.ndarray, acq: Acquisition, factor: int, divisor: float = 1.0):
     """(LR inputs 2 x D x H x W, target on the x``factor`` grid) for MRL; slices along axis 0."""
     volume = Volume(hr, np.eye(4))
     scan = simulate_scan(volume, acq)
     fine = Grid((scan.shape[0] * factor, scan.shape[1], scan.shape[2]),
                 regrid_axis(scan.affine, 0, 1.0 / factor, -0.5 + 0.5 / factor))
     target = resample(volume, fine).values
-    lr = lr_inputs(scan, 1.0, axis=0, factor=factor)
+    lr = lr_inputs(scan, 1.0, axis=0, factor=factor, divisor=divisor)
     return lr.array, (target / lr.scale)[None].astype(np.float32)
 
 
@@ -130,9 +145,10 @@ def hr_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, gu
     xs, ys, ms = [], [], []
     for _ in range(size):
         crop = sampler.crop((patch, patch, patch))
+        divisor = 1.0
         if augment_data:
-            crop = augment(crop, sampler.rng)
-        x, y, m = hr_pair(crop, sample_protocol(sampler.rng, ranges), guided, sampler.rng)
+            crop, divisor = augment(crop, sampler.rng)
+        x, y, m = hr_pair(crop, sample_protocol(sampler.rng, ranges), guided, sampler.rng, divisor)
         xs.append(x), ys.append(y), ms.append(m)
     return np.stack(xs), np.stack(ys), np.stack(ms)
 
@@ -146,11 +162,11 @@ def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: Pro
         step = k + gap
         length = int(np.ceil((slices - 1) * step + k)) + 1
         side = max(length, inplane)
-        cube = augment(sampler.crop((side, side, side)), sampler.rng)  # any axis may become the slice axis
+        cube, divisor = augment(sampler.crop((side, side, side)), sampler.rng)  # any axis may be the slice axis
         a, b = (side - length) // 2, (side - inplane) // 2
         crop = np.ascontiguousarray(cube[a:a + length, b:b + inplane, b:b + inplane])
         acq = Acquisition(axis=0, scale=k, gap=gap, profile=str(sampler.rng.choice(ranges.profiles)),
                           noise=float(sampler.rng.uniform(*ranges.noise)), seed=int(sampler.rng.integers(2**31)))
-        x, y = lr_pair(crop, acq, factor)
+        x, y = lr_pair(crop, acq, factor, divisor)
         xs.append(x[:, :slices]), ys.append(y[:, : slices * factor])
     return np.stack(xs), np.stack(ys)

@@ -44,6 +44,8 @@ class IsoSRN(nn.Module):
             if isinstance(m, nn.Conv3d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+        if image_residual:  # start at the fused input, so training learns only the correction
+            nn.init.normal_(self.tail[-1].weight, std=1e-3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.head(x)
