@@ -1,3 +1,3 @@
 """Every super-resolution method, imported explicitly so each registers itself."""
 
-from . import baselines, learned  # noqa: F401
+from . import arssr, baselines, learned  # noqa: F401

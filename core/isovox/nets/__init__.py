@@ -19,4 +19,8 @@ def build(architecture: str, **kwargs: Any):
         from .mrl import MRL
 
         return MRL(**kwargs)
+    if architecture == "arssr":
+        from .arssr import ArSSR
+
+        return ArSSR(**kwargs)
     raise ValueError(f"unknown architecture {architecture!r}")
