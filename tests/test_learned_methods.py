@@ -88,3 +88,23 @@ def test_memory_check_counts_the_tile_working_set(tiny_models):
     api.plan(scans, "cubeavg", max_memory_bytes=int(0.5e9))  # interpolation fits in 0.5 GB
     with pytest.raises(ResourceError, match="memory"):
         api.plan(scans, "mrl", max_memory_bytes=int(0.5e9))
+
+
+def test_runs_outside_the_validated_range_get_the_baseline_and_say_so(tmp_path, monkeypatch):
+    """A card that records gains only from x5 up (and none for one scan) hands x4 runs to CubeAvg."""
+    torch.manual_seed(0)
+    arch, kwargs = TINY["isosrn"]
+    card = {"name": "isosrn", "architecture": arch, "arguments": kwargs, "min_scale": 5, "single_scan": False}
+    models.save_model(build(arch, **kwargs), "isosrn", card, tmp_path / "models")
+    monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path / "models"))
+    scans = [io.read_volume(p) for p in sample_scan_paths()]
+    plan = api.plan(scans, "isosrn")
+    assert any("below x5" in w and "CubeAvg used" in w for w in plan.warnings)
+    result = api.execute(plan).volume
+    np.testing.assert_allclose(result.data, api.super_resolve(scans, "cubeavg").volume.data, atol=1e-5)
+    assert any("B-spline used" in w for w in api.plan(scans[:1], "isosrn").warnings)
+    card["min_scale"] = 3
+    models.save_model(build(arch, **kwargs), "isosrn", card, tmp_path / "models")
+    plan = api.plan(scans, "isosrn")
+    assert not any("isosrn:" in w for w in plan.warnings)
+    assert np.abs(api.execute(plan).volume.data - result.data).max() > 0

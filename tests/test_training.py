@@ -14,7 +14,7 @@ from isovox import models  # noqa: E402
 from isovox_train.cli import main  # noqa: E402
 
 
-@pytest.mark.parametrize("kind", ["hr", "lr"])
+@pytest.mark.parametrize("kind", ["hr", "lr", "implicit"])
 def test_train_resume_export(tmp_path, kind, monkeypatch, capsys):
     config = {
         "name": f"smoke-{kind}", "kind": kind, "volumes": ["colin27-sample"], "validation_fraction": 0.35,
@@ -24,6 +24,11 @@ def test_train_resume_export(tmp_path, kind, monkeypatch, capsys):
     if kind == "hr":
         config.update(architecture="isosrn", patch=20, loss_border=2,
                       arguments={"channels": 4, "blocks": 1, "in_channels": 3, "image_residual": True})
+    elif kind == "implicit":
+        config.update(architecture="arssr", patch=16, points=64, coarsening=[1.2, 1.6],
+                      protocol={"scale": [2, 3]}, validation_patch=20, validation_border=4,
+                      arguments={"in_channels": 3, "features": 4, "blocks": 1, "layers": 2, "growth": 4,
+                                 "width": 8, "depth": 6})
     else:
         config.update(architecture="mrl", patch=16, factors=[2, 3],
                       arguments={"channels": 4, "units": 1, "in_channels": 2, "factors": [2, 3, 4, 5, 6, 7, 8]})

@@ -110,6 +110,9 @@ def plan(
     lo, hi = spec.scales
     if not lo - 1e-6 <= scale <= hi + 1e-6:
         raise InputError(f"method {spec.name} supports scales {lo:g} to {hi:g}, this run needs x{scale:.2f}")
+    advice = spec.advise(scale, len(scans))
+    if advice:
+        warnings.append(f"{spec.name}: {advice}")
     input_bytes = sum(s.data.nbytes for s in scans) * 3
     needed = grid.n_voxels * spec.bytes_per_voxel + input_bytes
     if spec.needs_weights and device == "cpu":  # network activations of one tile live in host memory

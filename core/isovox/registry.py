@@ -45,6 +45,8 @@ class MethodSpec:
     bytes_per_voxel: int = 24  # peak working memory per output voxel, for the memory check
     available: Callable[[], bool] = lambda: True
     model_card: Callable[[], Optional[dict]] = lambda: None
+    # a warning for runs the method hands to its baseline (scale k, number of scans), "" otherwise
+    advise: Callable[[float, int], str] = lambda scale, n_scans: ""
 
     @property
     def inputs(self) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 
 from isovox import datasets
 from isovox.features import hr_inputs, lr_inputs
-from isovox.fusion import resample
+from isovox.fusion import fuse, resample
 from isovox.grid import Grid, regrid_axis
 from isovox.intensity import robust_max
 from isovox.io import read_volume
@@ -170,3 +170,61 @@ def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: Pro
         x, y = lr_pair(crop, acq, factor, divisor)
         xs.append(x[:, :slices]), ys.append(y[:, : slices * factor])
     return np.stack(xs), np.stack(ys)
+
+
+@dataclass
+class ImplicitSample:
+    """One ArSSR training item: encoder inputs, query points with their truth and CubeAvg values."""
+
+    inputs: np.ndarray  # (C, *input grid)
+    points: np.ndarray  # (P, 3) continuous input-grid indices of HR voxel centres
+    target: np.ndarray  # (P,) HR truth / divisor
+    baseline: np.ndarray  # (P,) CubeAvg of the same scans on the HR grid / divisor
+    cell: np.ndarray  # (3,) HR voxel size in input voxels
+
+
+def coarsen(volume: Volume, factor: float) -> Volume:
+    """The volume as if acquired with isotropic voxels ``factor`` times larger (box average per axis)."""
+    for axis in range(3):
+        volume = simulate_scan(volume, Acquisition(axis=axis, scale=factor))
+    return volume
+
+
+def implicit_pair(hr: np.ndarray, protocol: list[Acquisition], rng: np.random.Generator, divisor: float = 1.0,
+                  coarsening: float = 1.0, points: Optional[int] = 4096, border: int = 4) -> ImplicitSample:
+    """Scans simulated from ``hr`` first coarsened by ``coarsening`` (so outputs finer than the input
+    grid are learned too); queries at HR voxel centres at least ``border`` voxels inside the crop."""
+    from isovox.implicit import index_map, output_cell
+
+    volume = Volume(hr, np.eye(4))
+    base = coarsen(volume, coarsening) if coarsening > 1.001 else volume
+    scans = simulate_scans(base, protocol)
+    in_grid, hr_grid = Grid.of(base), Grid.of(volume)
+    inputs = hr_inputs(scans, in_grid, divisor=divisor)
+    cubeavg = fuse(scans, grid=hr_grid).volume.data / divisor
+    mapping = index_map(in_grid, hr_grid)
+    idx = np.argwhere(np.ones(tuple(n - 2 * border for n in hr.shape), bool)) + border
+    where = idx @ mapping[:3, :3].T + mapping[:3, 3]
+    inside = np.all((where >= 0) & (where <= np.asarray(in_grid.shape) - 1), axis=1)
+    idx, where = idx[inside], where[inside]
+    if points is not None and points < len(idx):
+        pick = rng.choice(len(idx), points, replace=False)
+        idx, where = idx[pick], where[pick]
+    ii = tuple(idx.T)
+    return ImplicitSample(inputs.array, where.astype(np.float32), (hr[ii] / divisor).astype(np.float32),
+                          cubeavg[ii].astype(np.float32), output_cell(mapping).astype(np.float32))
+
+
+def implicit_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, coarsening: tuple[float, float],
+                   points: int) -> list[ImplicitSample]:
+    """Half the batches keep the HR in-plane spacing (output = input grid); the rest coarsen it first.
+
+    One coarsening per batch, so every item's inputs have one shape and the encoder runs batched.
+    """
+    factor = 1.0 if sampler.rng.random() < 0.5 else float(sampler.rng.uniform(*coarsening))
+    items = []
+    for _ in range(size):
+        crop, divisor = augment(sampler.crop((patch, patch, patch)), sampler.rng)
+        protocol = sample_protocol(sampler.rng, ranges, spacing=factor)
+        items.append(implicit_pair(crop, protocol, sampler.rng, divisor, factor, points))
+    return items

@@ -53,6 +53,19 @@ def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabl
     return (total / len(flips)).astype(np.float32)
 
 
+def outside_validated_range(card: dict, k: float, n_scans: int) -> str:
+    """Why this run gets the baseline instead of the network ("" when the network runs).
+
+    The model card records where the model beat CubeAvg on held-out data (``min_scale``,
+    ``single_scan``); cards without these fields run everywhere.
+    """
+    if n_scans == 1 and card.get("single_scan") is False:
+        return "single scan: the model did not beat the B-spline on held-out data; B-spline used"
+    if k < float(card.get("min_scale", 0)) - 1e-6:
+        return f"x{k:.2f} is below x{card['min_scale']}, where the model beat CubeAvg on held-out data; CubeAvg used"
+    return ""
+
+
 def _run_hr(request: MethodRequest, model_name: str) -> Volume:
     if request.reference is not None:
         if not has_model(f"{model_name}-guided"):
@@ -65,6 +78,12 @@ def _run_hr(request: MethodRequest, model_name: str) -> Volume:
     reference = request.reference if card.get("guided") else None
     inputs = hr_inputs(request.scans, request.grid, reference, bool(request.options.get("register")),
                        bool(request.options.get("match_intensity")), fuse_task)
+    fallback = outside_validated_range(card, inputs.k, len(request.scans))
+    if fallback:
+        net_task.update(1.0, fallback)
+        return inputs.fusion.volume.with_meta(model=model_name, fallback=fallback,
+                                              registrations=[t.tolist() for t in inputs.fusion.registrations],
+                                              intensity_maps=inputs.fusion.intensity_maps)
     halo = (module.receptive_radius,) * 3
     precision = _precision(request)
 
@@ -116,6 +135,14 @@ def _run_mrl(request: MethodRequest) -> Volume:
     return result.volume.with_meta(model="mrl", intensity_maps=result.intensity_maps)
 
 
+def _advice(name: str) -> Callable[[float, int], str]:
+    def advise(scale: float, n_scans: int) -> str:
+        card = model_card(name) if has_model(name) else None
+        return outside_validated_range(card, scale, n_scans) if card else ""
+
+    return advise
+
+
 def _spec(name: str, description: str, run, **kw) -> MethodSpec:
     return MethodSpec(name=name, description=description, run=run, needs_weights=True,
                       available=lambda: has_model(name), model_card=lambda: model_card(name), **kw)
@@ -124,12 +151,13 @@ def _spec(name: str, description: str, run, **kw) -> MethodSpec:
 register(_spec(
     "isosrn", "isoSRN: 3-D CNN on the fused volume of 1-3 orthogonal scans (Tian et al. 2024); --ensemble = isoSRN+.",
     lambda r: _run_hr(r, "isosrn"), scales=(1.5, 8.0), rank_cpu=3, rank_gpu=5, bytes_per_voxel=40,
+    advise=_advice("isosrn"),
 ))
 register(_spec(
     "recnn", "ReCNN: residual CNN on the fused/B-spline volume, multiscale (Pham et al. 2019); "
     "--reference uses the model guided by a registered HR image of another contrast.",
     lambda r: _run_hr(r, "recnn"), scales=(1.5, 8.0), reference="optional", rank_cpu=2, rank_gpu=4,
-    bytes_per_voxel=48,
+    bytes_per_voxel=48, advise=_advice("recnn"),
 ))
 # Default ranks follow benchmarks/learned.py: the shipped MRL beats CubeAvg on held-out data only at
 # x5 and above (x3: -1.1 dB), so it is opt-in (negative rank) until a model beats CubeAvg everywhere.
