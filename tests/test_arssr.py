@@ -109,3 +109,9 @@ def test_arssr_runs_from_the_cli_on_the_sample(tmp_path, flat_arssr, capsys):
     code = main(["methods", "--json"])
     rows = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     assert code == 0 and rows["arssr"]["available"] and rows["arssr"]["model_card"]["architecture"] == "arssr"
+
+
+def test_arssr_adapts_to_the_scans(flat_arssr):
+    scan = io.read_volume(sample_scan_paths()[0])
+    result = api.super_resolve([scan], "arssr", spacing=1.5, adapt=True, adapt_seconds=2)
+    assert result.provenance["adaptation"].startswith("adapted ") and np.isfinite(result.volume.data).all()

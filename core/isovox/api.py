@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 from . import __version__
 from .errors import InputError
 from .fusion import check_overlap
@@ -79,6 +81,7 @@ def plan(
         raise InputError(f"--ensemble applies to learned methods; {spec.name} is an interpolation")
     if not spec.available():
         raise InputError(f"method {spec.name} is not available: its weights are missing")
+    check_adaptation(spec, options, reference)
     warnings: list[str] = []
     if reference is not None and spec.reference == "none":
         if method:
@@ -124,6 +127,21 @@ def plan(
     return Plan(scans, spec, grid, device, reference, dict(options), warnings, needed)
 
 
+def check_adaptation(spec: MethodSpec, options: dict[str, Any], reference: Optional[Volume]) -> None:
+    """--adapt fine-tunes a network on the scans: learned methods only, no reference, a sane time."""
+    seconds = options.get("adapt_seconds")
+    if seconds is not None and not options.get("adapt"):
+        raise InputError("--adapt-seconds needs --adapt")
+    if not options.get("adapt"):
+        return
+    if not spec.needs_weights:
+        raise InputError(f"--adapt fine-tunes a network; {spec.name} is an interpolation")
+    if reference is not None:
+        raise InputError("--adapt cannot use a --reference: pairs made from the scans have no reference")
+    if seconds is not None and not (np.isfinite(seconds) and 1 <= seconds <= 3600):
+        raise InputError(f"--adapt-seconds must be between 1 and 3600, got {seconds:g}")
+
+
 def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
     """Run a planned super-resolution and return the volume with its provenance."""
     task = ensure_task(task)
@@ -148,6 +166,7 @@ def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
         "device": run.device,
         "options": {k: v for k, v in run.options.items() if isinstance(v, (bool, int, float, str))},
         "registrations": output.meta.get("registrations", []),
+        "adaptation": output.meta.get("adaptation"),
         "intensity_maps": output.meta.get("intensity_maps", []),
         "seconds": round(seconds, 3),
         "warnings": run.warnings,

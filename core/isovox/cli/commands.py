@@ -83,6 +83,10 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match-intensity", action="store_true", help="match scans 2-3 intensities to scan 1")
     p.add_argument("--ensemble", action="store_true",
                    help="learned methods: average over the 8 flips (isoSRN+; 8x slower)")
+    p.add_argument("--adapt", action="store_true",
+                   help="learned methods: first fine-tune the network on these scans (no HR data needed)")
+    p.add_argument("--adapt-seconds", type=float, metavar="S",
+                   help="time for --adapt (default 300); the shipped weights are never changed")
     p.add_argument("--max-memory", type=float, metavar="GB", help="refuse runs estimated to need more memory")
     p.add_argument("--progress", choices=["bar", "lines", "none"], default="bar",
                    help="bar (terminal), lines (machine-readable, for front ends) or none")
@@ -105,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit = int(args.max_memory * 1024**3)
     run_plan = api.plan(scans, args.method, spacing=args.spacing, reference=reference, device=args.device,
                         max_memory_bytes=limit, register=args.register, match_intensity=args.match_intensity,
-                        ensemble=args.ensemble)
+                        ensemble=args.ensemble, adapt=args.adapt, adapt_seconds=args.adapt_seconds)
     for warning in run_plan.warnings:
         print(f"isovox: warning: {warning}", file=sys.stderr)
     task, close = progress_task(args.quiet, run_plan.method.name, args.progress)

@@ -14,7 +14,7 @@ from ..metrics import on_grid
 from ..models import has_model, load_model, model_card
 from ..registry import MethodRequest, MethodSpec, register
 from ..volume import Volume
-from .learned import _precision
+from .learned import _precision, adapt_weight, maybe_adapt
 
 
 def input_grid(grid: Grid, spacing: float) -> Grid:
@@ -40,7 +40,8 @@ def flip_grid(grid: Grid, axes: tuple[int, ...]) -> Grid:
 
 def run_arssr(request: MethodRequest) -> Volume:
     module, card = load_model("arssr")
-    fuse_task, net_task = request.task.stages([1.0, 6.0])
+    adapt_task, fuse_task, net_task = request.task.stages([adapt_weight(request), 1.0, 6.0])
+    module, adapted = maybe_adapt(module, "implicit", request, adapt_task)
     finest = float(min(s.spacing.min() for s in request.scans))
     in_grid = input_grid(request.grid, finest)
     inputs = hr_inputs(request.scans, in_grid, None, bool(request.options.get("register")),
@@ -59,7 +60,8 @@ def run_arssr(request: MethodRequest) -> Volume:
     values = np.where(covered > 0.5, total / len(flips) * inputs.scale, 0.0).astype(np.float32)
     return Volume(values, request.grid.affine, {"model": "arssr", "input_spacing_mm": finest,
                                                  "registrations": [t.tolist() for t in inputs.fusion.registrations],
-                                                 "intensity_maps": inputs.fusion.intensity_maps})
+                                                 "intensity_maps": inputs.fusion.intensity_maps,
+                                                 "adaptation": adapted.summary() if adapted else None})
 
 
 register(MethodSpec(

@@ -74,11 +74,13 @@ def _run_hr(request: MethodRequest, model_name: str) -> Volume:
             raise InputError(f"method {model_name} has no reference-guided model installed")
         model_name = f"{model_name}-guided"
     module, card = load_model(model_name)
-    fuse_task, net_task = request.task.stages([1.0, 9.0])
+    adapt_task, fuse_task, net_task = request.task.stages([adapt_weight(request), 1.0, 9.0])
+    module, adapted = maybe_adapt(module, "hr", request, adapt_task)
     reference = request.reference if card.get("guided") else None
     inputs = hr_inputs(request.scans, request.grid, reference, bool(request.options.get("register")),
                        bool(request.options.get("match_intensity")), fuse_task)
-    fallback = outside_validated_range(card, inputs.k, len(request.scans))
+    validated_here = adapted is not None and adapted.used and adapted.gain_after_db > 0
+    fallback = "" if validated_here else outside_validated_range(card, inputs.k, len(request.scans))
     if fallback:
         net_task.update(1.0, fallback)
         return inputs.fusion.volume.with_meta(model=model_name, fallback=fallback,
@@ -95,7 +97,24 @@ def _run_hr(request: MethodRequest, model_name: str) -> Volume:
     values = np.where(inputs.fusion.coverage > 0, out[0] * inputs.scale, 0.0).astype(np.float32)
     return Volume(values, request.grid.affine, {"model": model_name,
                                                  "registrations": [t.tolist() for t in inputs.fusion.registrations],
-                                                 "intensity_maps": inputs.fusion.intensity_maps})
+                                                 "intensity_maps": inputs.fusion.intensity_maps,
+                                                 "adaptation": adapted.summary() if adapted else None})
+
+
+def adapt_weight(request: MethodRequest) -> float:
+    """Progress weight of the adaptation stage (0 without --adapt)."""
+    return float(request.options.get("adapt_seconds") or 300.0) / 10.0 if request.options.get("adapt") else 0.0
+
+
+def maybe_adapt(module, kind: str, request: MethodRequest, task: Task):
+    """``module`` fine-tuned on the request's own scans when --adapt is on (see :mod:`isovox.adapt`)."""
+    if not request.options.get("adapt"):
+        return module, None
+    from ..adapt import DEFAULT_SECONDS, adapt
+
+    seconds = float(request.options.get("adapt_seconds") or DEFAULT_SECONDS)
+    adapted = adapt(module, kind, request.scans, seconds, task)
+    return adapted.module, adapted
 
 
 def _run_mrl(request: MethodRequest) -> Volume:
@@ -103,7 +122,11 @@ def _run_mrl(request: MethodRequest) -> Volume:
 
     module, card = load_model("mrl")
     scans = list(request.scans)
-    stages = request.task.stages([1.0] * len(scans) + [0.3])
+    adapt_task, *stages = request.task.stages([adapt_weight(request)] + [1.0] * len(scans) + [0.3])
+    module, adapted = maybe_adapt(module, "lr", request, adapt_task)
+    min_factor = int(card.get("min_factor", 2))
+    if adapted is not None and adapted.used and adapted.gain_after_db > 0:
+        min_factor = 2  # validated on this very scan's held-out slab
     if request.options.get("register") and len(scans) > 1:
         from ..registration import register_rigid
 
@@ -115,7 +138,7 @@ def _run_mrl(request: MethodRequest) -> Volume:
     upsampled = []
     for scan, stage in zip(scans, stages):
         lr = lr_inputs(scan, spacing, max(module.factors), with_base=module.base == "bspline")
-        if lr.factor < max(2, int(card.get("min_factor", 2))) or lr.factor not in module.factors:
+        if lr.factor < max(2, min_factor) or lr.factor not in module.factors:
             upsampled.append(scan)  # B-spline in the fusion: the model did not beat it at this factor
             continue
         wrapped = FixedFactor(module, lr.factor)
@@ -132,7 +155,8 @@ def _run_mrl(request: MethodRequest) -> Volume:
         upsampled.append(Volume(data, affine, scan.meta))
     result = fuse(upsampled, grid=request.grid, match_intensities=bool(request.options.get("match_intensity")),
                   task=stages[-1])
-    return result.volume.with_meta(model="mrl", intensity_maps=result.intensity_maps)
+    return result.volume.with_meta(model="mrl", intensity_maps=result.intensity_maps,
+                                   adaptation=adapted.summary() if adapted else None)
 
 
 def _advice(name: str) -> Callable[[float, int], str]:
