@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
@@ -221,8 +221,10 @@ def run_preview(request: RunRequest, centre_ras: Sequence[float], half_width_mm:
     """Super-resolve only a slab around ``centre_ras`` (seconds instead of minutes).
 
     ``normal_ras``: the viewer's slice normal in RAS; the slab is cut across the
-    output-grid axis most parallel to it (default: the grid's last axis).
+    output-grid axis most parallel to it (default: the grid's last axis). Previews skip
+    --adapt, which would take minutes: they show the shipped network.
     """
+    request = replace(request, options={k: v for k, v in request.options.items() if k not in ("adapt", "adapt_seconds")})
     full = plan_run(request)
     axis = None
     if normal_ras is not None:

@@ -61,6 +61,10 @@ class RunPanel(QWidget):
         self.scale.setPrefix("x")
         self.register = QCheckBox("Register scans 2-3 to scan 1 (rigid)")
         self.match = QCheckBox("Match scans 2-3 intensities to scan 1")
+        self.ensemble = QCheckBox("Average over the 8 flips (learned methods; 8x slower)")
+        self.adapt = QCheckBox("Adapt the network to these scans first (learned methods; about 5 min)")
+        self.adapt.setToolTip("Fine-tunes a copy of the network on the scans' own in-plane detail; "
+                              "kept only if it beats the shipped network on a held-out slab. Previews skip it.")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.slab = QDoubleSpinBox()
@@ -93,6 +97,8 @@ class RunPanel(QWidget):
         form.addRow("Device", self.device)
         form.addRow("", self.register)
         form.addRow("", self.match)
+        form.addRow("", self.ensemble)
+        form.addRow("", self.adapt)
         form.addRow("Preview half-width", self.slab)
         buttons = QHBoxLayout()
         for button in (self.check_button, self.preview_button, self.run_button, self.cancel_button):
@@ -194,7 +200,9 @@ class RunPanel(QWidget):
         return _core.RunRequest(
             scans=scans, method=self.method.currentData(), spacing=self.spacing.value() or None,
             scale=self.scale.value() or None, reference=reference, device=self.device.currentText(),
-            options={"register": self.register.isChecked(), "match_intensity": self.match.isChecked()},
+            options={"register": self.register.isChecked(), "match_intensity": self.match.isChecked(),
+                     **({"ensemble": True} if self.ensemble.isChecked() else {}),
+                     **({"adapt": True} if self.adapt.isChecked() else {})},
         )
 
     # ------------------------------------------------------------------ work

@@ -7,7 +7,7 @@ training for validation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -141,19 +141,31 @@ def lr_pair(hr: np.ndarray, acq: Acquisition, factor: int, divisor: float = 1.0)
     return lr.array, (target / lr.scale)[None].astype(np.float32)
 
 
-def hr_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, guided: bool, augment_data: bool = True):
+def draw_protocol(rng: np.random.Generator, ranges: ProtocolRanges, clean_fraction: float = 0.0,
+                  spacing: float = 1.0) -> list[Acquisition]:
+    """A random protocol; with probability ``clean_fraction`` noise-free, so the network also learns
+    to leave clean thin-slice detail alone instead of always denoising."""
+    protocol = sample_protocol(rng, ranges, spacing=spacing)
+    if rng.random() < clean_fraction:
+        protocol = [replace(acq, noise=0.0) for acq in protocol]
+    return protocol
+
+
+def hr_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, guided: bool, augment_data: bool = True,
+             clean_fraction: float = 0.0):
     xs, ys, ms = [], [], []
     for _ in range(size):
         crop = sampler.crop((patch, patch, patch))
         divisor = 1.0
         if augment_data:
             crop, divisor = augment(crop, sampler.rng)
-        x, y, m = hr_pair(crop, sample_protocol(sampler.rng, ranges), guided, sampler.rng, divisor)
+        x, y, m = hr_pair(crop, draw_protocol(sampler.rng, ranges, clean_fraction), guided, sampler.rng, divisor)
         xs.append(x), ys.append(y), ms.append(m)
     return np.stack(xs), np.stack(ys), np.stack(ms)
 
 
-def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: ProtocolRanges, factor: int):
+def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: ProtocolRanges, factor: int,
+             clean_fraction: float = 0.0):
     """A batch at one integer factor r; the slice thickness k is drawn from (r - 1, r]."""
     xs, ys = [], []
     for _ in range(size):
@@ -166,7 +178,8 @@ def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: Pro
         a, b = (side - length) // 2, (side - inplane) // 2
         crop = np.ascontiguousarray(cube[a:a + length, b:b + inplane, b:b + inplane])
         acq = Acquisition(axis=0, scale=k, gap=gap, profile=str(sampler.rng.choice(ranges.profiles)),
-                          noise=float(sampler.rng.uniform(*ranges.noise)), seed=int(sampler.rng.integers(2**31)))
+                          noise=float(sampler.rng.uniform(*ranges.noise)) * (sampler.rng.random() >= clean_fraction),
+                          seed=int(sampler.rng.integers(2**31)))
         x, y = lr_pair(crop, acq, factor, divisor)
         xs.append(x[:, :slices]), ys.append(y[:, : slices * factor])
     return np.stack(xs), np.stack(ys)
@@ -216,7 +229,7 @@ def implicit_pair(hr: np.ndarray, protocol: list[Acquisition], rng: np.random.Ge
 
 
 def implicit_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, coarsening: tuple[float, float],
-                   points: int) -> list[ImplicitSample]:
+                   points: int, clean_fraction: float = 0.0) -> list[ImplicitSample]:
     """Half the batches keep the HR in-plane spacing (output = input grid); the rest coarsen it first.
 
     One coarsening per batch, so every item's inputs have one shape and the encoder runs batched.
@@ -225,6 +238,6 @@ def implicit_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRang
     items = []
     for _ in range(size):
         crop, divisor = augment(sampler.crop((patch, patch, patch)), sampler.rng)
-        protocol = sample_protocol(sampler.rng, ranges, spacing=factor)
+        protocol = draw_protocol(sampler.rng, ranges, clean_fraction, spacing=factor)
         items.append(implicit_pair(crop, protocol, sampler.rng, divisor, factor, points))
     return items

@@ -53,6 +53,7 @@ class Trainer:
         self.volumes = load_volumes(config["volumes"], config.get("validation_fraction", 0.3))
         self.train_sampler = Sampler(self.volumes, False, 8, self.rng)
         self.ranges = ranges_from(config)
+        self.clean_fraction = float(config.get("clean_fraction", 0.0))
         self.model = build(config["architecture"], **config["arguments"]).to(memory_format=CHANNELS_LAST)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config["lr"], betas=(0.9, 0.999), eps=1e-8)
         self.step = 0
@@ -106,16 +107,18 @@ class Trainer:
     def batch(self):
         if self.kind == "hr":
             x, y, m = hr_batch(self.train_sampler, self.config["batch"], self.config["patch"], self.ranges,
-                               bool(self.config.get("guided")))
+                               bool(self.config.get("guided")), clean_fraction=self.clean_fraction)
             return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), None
         if self.kind == "implicit":
             items = implicit_batch(self.train_sampler, self.config["batch"], self.config["patch"], self.ranges,
-                                   tuple(self.config.get("coarsening", (1.2, 2.0))), int(self.config.get("points", 4096)))
+                                   tuple(self.config.get("coarsening", (1.2, 2.0))), int(self.config.get("points", 4096)),
+                                   self.clean_fraction)
             return items, None, None, None
         factors = self.config.get("factors", [2, 3, 4, 5, 6, 7])
         r = int(self.rng.choice(factors))
         slices = max(6, min(12, 72 // r))
-        x, y = lr_batch(self.train_sampler, self.config["batch"], slices, self.config["patch"], self.ranges, r)
+        x, y = lr_batch(self.train_sampler, self.config["batch"], slices, self.config["patch"], self.ranges, r,
+                        self.clean_fraction)
         return torch.from_numpy(x), torch.from_numpy(y), None, r
 
     # ------------------------------------------------------------------ steps
@@ -278,7 +281,8 @@ class Trainer:
                 "volumes": config["volumes"],
                 "validation_slab": f"first {config.get('validation_fraction', 0.3):.0%} of the left-right axis of each volume",
                 "steps": self.step, "batch": config["batch"], "patch": config["patch"],
-                "protocol": config.get("protocol", {}), "lr": config["lr"], "schedule": "cosine with warmup",
+                "protocol": config.get("protocol", {}), "clean_fraction": config.get("clean_fraction", 0.0),
+                "lr": config["lr"], "schedule": "cosine with warmup",
                 "loss": ("L1 over CubeAvg's L1 per item" if config.get("relative_loss") else "L1")
                         + (" + deep supervision" if config["kind"] == "lr" else ""),
                 "seed": config.get("seed", 0), "bf16_autocast": bool(config.get("bf16", True)),

@@ -150,7 +150,10 @@ class IsoVoxLogic:
                 normal_ras: Optional[Sequence[float]] = None, method: Optional[str] = "cubeavg",
                 spacing: Any = None, reference: Any = None, outputVolume: Any = None, device: str = "cpu",
                 task: Optional[Task] = None, **options: Any) -> Any:
-        """A slab of the full result around ``centre_ras``, across the grid axis nearest ``normal_ras``."""
+        """A slab of the full result around ``centre_ras``, across the grid axis nearest ``normal_ras``.
+
+        Previews skip ``adapt`` (minutes of fine-tuning): they show the shipped network."""
+        options = {k: v for k, v in options.items() if k not in ("adapt", "adapt_seconds")}
         full = self.plan(inputVolumes, method, spacing, reference, device, **options)
         axis = slab_axis(full.grid, normal_ras)
         slab = qa.preview_grid(full.grid, np.asarray(centre_ras, float), half_width_mm, axis)
