@@ -64,7 +64,7 @@ class IsoVoxLogic(ScriptedLoadableModuleLogic):
 
     DEFAULTS = {
         "method": "", "spacing": "0.0", "scale": "0.0", "device": "auto", "register": "false",
-        "matchIntensity": "false", "background": "true", "previewHalfWidth": "5.0",
+        "matchIntensity": "false", "ensemble": "false", "adapt": "false", "background": "true", "previewHalfWidth": "5.0",
         "overlay": OVERLAY_REFERENCE, "opacity": "0.5", "lesionBox": "3.0",
     }
 
@@ -152,7 +152,8 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.outputSelector, "output"), (self.ui.methodComboBox, "method"),
             (self.ui.spacingSliderWidget, "spacing"), (self.ui.scaleSliderWidget, "scale"),
             (self.ui.deviceComboBox, "device"), (self.ui.registerCheckBox, "register"),
-            (self.ui.matchIntensityCheckBox, "matchIntensity"), (self.ui.backgroundCheckBox, "background"),
+            (self.ui.matchIntensityCheckBox, "matchIntensity"), (self.ui.ensembleCheckBox, "ensemble"),
+            (self.ui.adaptCheckBox, "adapt"), (self.ui.backgroundCheckBox, "background"),
             (self.ui.previewHalfWidthSliderWidget, "previewHalfWidth"), (self.ui.overlayComboBox, "overlay"),
             (self.ui.opacitySliderWidget, "opacity"), (self.ui.lineSelector, "line"),
             (self.ui.lesionListSelector, "lesions"), (self.ui.lesionBoxSliderWidget, "lesionBox"),
@@ -315,6 +316,9 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "device": self.ui.deviceComboBox.currentText or "auto",
             "register": self.ui.registerCheckBox.checked,
             "match_intensity": self.ui.matchIntensityCheckBox.checked,
+            # only when ticked: baselines refuse these options
+            **({"ensemble": True} if self.ui.ensembleCheckBox.checked else {}),
+            **({"adapt": True} if self.ui.adaptCheckBox.checked else {}),
         }
 
     def showError(self, error):
@@ -379,7 +383,8 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         python = shutil.which("PythonSlicer") or sys.executable
         self._run = BackgroundRun(self.logic.engine, self.inputNodes(), settings["method"], settings["spacing"],
                                   settings["reference"], settings["device"], self.resultNode(), python,
-                                  settings["register"], settings["match_intensity"])
+                                  settings["register"], settings["match_intensity"],
+                                  settings.get("ensemble", False), settings.get("adapt", False))
         self._runStart = time.perf_counter()
         self._run.start()
         self.ui.progressBar.value = 0

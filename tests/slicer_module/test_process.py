@@ -75,6 +75,7 @@ def test_command_line_and_progress_parsing():
     assert command[3:] == ["run", "a.nrrd", "b.nrrd", "-o", "o.nrrd", "--device", "cpu", "--progress", "lines",
                            "--method", "cubeavg", "--spacing", "0.8,0.8,1", "--reference", "r.nrrd", "--register",
                            "--match-intensity"]
+    assert engine_command("py", ["a.nrrd"], "o.nrrd", "mrl", ensemble=True, adapt=True)[-2:] == ["--ensemble", "--adapt"]
     assert parse_progress("isovox-progress 0.4200 cubeavg: fusing") == (0.42, "cubeavg: fusing")
     assert parse_progress("isovox-progress 1.0000") == (1.0, "")
     assert parse_progress("wrote result.nrrd") is None and parse_progress("isovox-progress x") is None

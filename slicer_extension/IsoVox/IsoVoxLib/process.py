@@ -34,7 +34,8 @@ EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_CANCELLED = 2, 1, 130
 
 def engine_command(python: str, scans: Sequence[str], output: str, method: Optional[str] = None,
                    spacing: Any = None, reference: Optional[str] = None, device: str = "auto",
-                   register: bool = False, match_intensity: bool = False) -> list[str]:
+                   register: bool = False, match_intensity: bool = False, ensemble: bool = False,
+                   adapt: bool = False) -> list[str]:
     """The ``isovox run`` command line for these settings."""
     command = [python, "-m", "isovox.cli.main", "run", *map(str, scans), "-o", str(output), "--device", device,
                "--progress", "lines"]
@@ -49,6 +50,10 @@ def engine_command(python: str, scans: Sequence[str], output: str, method: Optio
         command.append("--register")
     if match_intensity:
         command.append("--match-intensity")
+    if ensemble:
+        command.append("--ensemble")
+    if adapt:
+        command.append("--adapt")
     return command
 
 
@@ -154,11 +159,13 @@ class BackgroundRun:
 
     def __init__(self, logic: IsoVoxLogic, input_nodes: Sequence[Any], method: Optional[str] = "cubeavg",
                  spacing: Any = None, reference: Any = None, device: str = "auto", output_node: Any = None,
-                 python: Optional[str] = None, register: bool = False, match_intensity: bool = False) -> None:
+                 python: Optional[str] = None, register: bool = False, match_intensity: bool = False,
+                 ensemble: bool = False, adapt: bool = False) -> None:
         self.input_nodes = as_node_list(input_nodes)
         self.reference = reference
         self.output_node = output_node
-        self.plan = logic.plan(self.input_nodes, method, spacing, reference, device)  # refuse before launching
+        flags = {k: True for k, on in (("ensemble", ensemble), ("adapt", adapt)) if on}
+        self.plan = logic.plan(self.input_nodes, method, spacing, reference, device, **flags)  # refuse before launching
         self.method = self.plan.method.name
         self.folder = Path(tempfile.mkdtemp(prefix="isovox-slicer-"))
         self.output_path = self.folder / "result.nrrd"
@@ -170,7 +177,7 @@ class BackgroundRun:
             self.cleanup()
             raise
         command = engine_command(python or sys.executable, scans, str(self.output_path), self.method, spacing, ref,
-                                 device, register, match_intensity)
+                                 device, register, match_intensity, ensemble, adapt)
         self.process = EngineProcess(command)
 
     def _write(self, volume: Any, name: str) -> str:
