@@ -111,6 +111,7 @@ def app(monkeypatch, scene, scan_nodes, hr_node):
         methodComboBox=Fake(currentText="cubeavg"), methodDescriptionLabel=Fake(),
         spacingSliderWidget=Fake(value=2.0), scaleSliderWidget=Fake(value=0.0), deviceComboBox=Fake(currentText="cpu"),
         registerCheckBox=Fake(checked=False), matchIntensityCheckBox=Fake(checked=False),
+        ensembleCheckBox=Fake(checked=False), adaptCheckBox=Fake(checked=False),
         backgroundCheckBox=Fake(checked=False), previewHalfWidthSliderWidget=Fake(value=3.0),
         progressBar=Fake(value=0), statusLabel=Fake(), preflightLabel=Fake(),
         applyButton=Fake(), previewButton=Fake(), cancelButton=Fake(), suggestButton=Fake(),
