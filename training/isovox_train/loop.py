@@ -138,7 +138,10 @@ class Trainer:
             losses = [F.l1_loss(self.model.query(inputs[i:i + 1], features[i:i + 1], torch.from_numpy(item.points),
                                                  torch.from_numpy(item.cell)), torch.from_numpy(item.target))
                       for i, item in enumerate(x)]
-            return sum(losses) / len(losses)
+            if not self.config.get("relative_loss"):
+                return sum(losses) / len(losses)
+            base = torch.tensor([float(np.abs(item.baseline - item.target).mean()) + RELATIVE_FLOOR for item in x])
+            return (torch.stack(losses) / base).mean() * base.mean()
         x = x.contiguous(memory_format=CHANNELS_LAST)
         bf16 = bool(self.config.get("bf16", True))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
