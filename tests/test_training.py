@@ -20,6 +20,7 @@ def test_train_resume_export(tmp_path, kind, monkeypatch, capsys):
         "name": f"smoke-{kind}", "kind": kind, "volumes": ["colin27-sample"], "validation_fraction": 0.35,
         "batch": 2, "lr": 1e-3, "warmup": 1, "steps": 3, "val_every": 3, "checkpoint_every": 1,
         "validation_samples": 1, "validation_patch": 24, "validation_slices": 4, "seed": 0, "bf16": False,
+        "relative_loss": True, "clean_fraction": 0.5,
     }
     if kind == "hr":
         config.update(architecture="isosrn", patch=20, loss_border=2,
