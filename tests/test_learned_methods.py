@@ -146,3 +146,13 @@ def test_adaptation_runs_for_hr_space_networks(tiny_models, method):
     scans = [io.read_volume(p) for p in sample_scan_paths()]
     result = api.super_resolve(scans, method, adapt=True, adapt_seconds=2)
     assert result.provenance["adaptation"].startswith("adapted ") and np.isfinite(result.volume.data).all()
+
+
+def test_the_default_supports_the_runs_scale(tiny_models):
+    """A learned default covers x1.5-x8; a x10 run gets the best method that takes it (CubeAvg)."""
+    from isovox.registry import default_method
+
+    scans = [io.read_volume(p) for p in sample_scan_paths()]
+    learned = default_method(3, "cpu").name
+    assert learned != "cubeavg" and api.plan(scans).method.name == learned
+    assert api.plan(scans, spacing=0.4).method.name == "cubeavg"

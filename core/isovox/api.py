@@ -74,7 +74,14 @@ def plan(
     if reference is not None:
         validate_volume(reference, "reference " + str(reference.meta.get("source", "")))
     device = resolve_device(device)
-    spec = get_method(method) if method else default_method(len(scans), device, reference is not None)
+    if method:
+        spec = get_method(method)
+    else:  # the default must support this run's scale (a learned model validated to x8 cannot take x11)
+        steps = parse_spacing(spacing)
+        target = float(grid.spacing.min()) if grid is not None else (
+            float(steps.min()) if steps is not None else float(min(s.spacing.min() for s in scans)))
+        coarsest = float(max(s.spacing.max() for s in scans))
+        spec = default_method(len(scans), device, reference is not None, coarsest / max(target, 1e-9))
     if not spec.min_scans <= len(scans) <= spec.max_scans:
         raise InputError(f"method {spec.name} takes {spec.inputs}, got {len(scans)} scans")
     if options.get("ensemble") and not spec.needs_weights:

@@ -99,11 +99,13 @@ def get_method(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def default_method(n_scans: int, device: str, with_reference: bool = False) -> MethodSpec:
-    """The best available method for this many scans on this device."""
+def default_method(n_scans: int, device: str, with_reference: bool = False,
+                   scale: Optional[float] = None) -> MethodSpec:
+    """The best available method for this many scans on this device (and, if given, this scale)."""
     candidates = [
         m for m in all_methods()
         if m.min_scans <= n_scans <= m.max_scans and m.available() and m.reference != "required"
+        and (scale is None or m.scales[0] - 1e-6 <= scale <= m.scales[1] + 1e-6)
     ]
     if not candidates:
         raise InputError(f"no method takes {n_scans} scans")
