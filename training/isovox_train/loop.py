@@ -294,7 +294,7 @@ class Trainer:
             },
             "validation_gain_db": {k: round(v, 3) for k, v in validation.items()},
             **({"min_factor": min_useful_factor(validation)} if config["kind"] == "lr"
-               else useful_range(validation) if config["kind"] == "hr" else {}),
+               else useful_range(validation)),
             "validation_baseline": "cubic B-spline of the scan along its slice axis" if config["kind"] == "lr"
             else "CubeAvg of the same scans",
         }
@@ -337,7 +337,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- Training data: {', '.join(t['volumes'])} (real T1 volumes from Debian mricron-data and PyPI nilearn); "
         f"held out: {t['validation_slab']}",
         f"- Training: {t['steps']} steps, batch {t['batch']}, patch {t['patch']}, {t['loss']}, Adam lr {t['lr']} "
-        f"({t['schedule']}), seed {t['seed']}, protocol {json.dumps(t['protocol'])}",
+        f"({t['schedule']}), seed {t['seed']}, protocol {json.dumps(t['protocol'])}, "
+        f"noise-free fraction {t.get('clean_fraction', 0.0)}",
         f"- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}",
         "",
         f"## Validation: masked-PSNR gain over {card['validation_baseline']} on the held-out slabs",
@@ -347,8 +348,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     ]
     lines += [f"| {k} | {v:+.2f} |" for k, v in card["validation_gain_db"].items()]
     if "min_scale" in card:
-        lines += ["", f"Runs below x{card['min_scale']} (and single-scan runs unless validated: "
-                  f"{'yes' if card['single_scan'] else 'no'}) get CubeAvg / B-spline: the model did not beat it there."]
+        lines += ["", f"Runs thinner than x{card['min_scale']} get CubeAvg"
+                  + ("" if card["single_scan"] else ", and single-scan runs the B-spline")
+                  + ": the model did not beat them there on held-out data."]
     if "min_factor" in card:
         lines += ["", f"Scans needing less than x{card['min_factor']} pass to the B-spline unchanged (their held-out "
                   "gain was not positive)."]

@@ -7,14 +7,15 @@ import itertools
 
 import numpy as np
 
-from ..features import hr_inputs
+from ..features import hr_inputs, through_plane_scale
+from ..fusion import fuse
 from ..grid import Grid
 from ..implicit import decode_grid
 from ..metrics import on_grid
 from ..models import has_model, load_model, model_card
 from ..registry import MethodRequest, MethodSpec, register
 from ..volume import Volume
-from .learned import _precision, adapt_weight, maybe_adapt
+from .learned import _advice, _precision, adapt_weight, maybe_adapt, outside_validated_range
 
 
 def input_grid(grid: Grid, spacing: float) -> Grid:
@@ -42,6 +43,14 @@ def run_arssr(request: MethodRequest) -> Volume:
     module, card = load_model("arssr")
     adapt_task, fuse_task, net_task = request.task.stages([adapt_weight(request), 1.0, 6.0])
     module, adapted = maybe_adapt(module, "implicit", request, adapt_task)
+    k = through_plane_scale(request.scans, float(request.grid.spacing.min()))
+    validated_here = adapted is not None and adapted.used and adapted.gain_after_db > 0
+    fallback = "" if validated_here else outside_validated_range(card, k, len(request.scans))
+    if fallback:
+        result = fuse(request.scans, grid=request.grid, register=bool(request.options.get("register")),
+                      match_intensities=bool(request.options.get("match_intensity")), task=fuse_task)
+        return result.volume.with_meta(model="arssr", fallback=fallback, intensity_maps=result.intensity_maps,
+                                       registrations=[t.tolist() for t in result.registrations])
     finest = float(min(s.spacing.min() for s in request.scans))
     in_grid = input_grid(request.grid, finest)
     inputs = hr_inputs(request.scans, in_grid, None, bool(request.options.get("register")),
@@ -69,5 +78,5 @@ register(MethodSpec(
     description="ArSSR: RDN encoder + implicit MLP decoder, one model for any output spacing, fractional or "
     "anisotropic, from 1-3 scans (Wu et al. 2022); --ensemble averages the 8 flips.",
     run=run_arssr, scales=(1.0, 16.0), needs_weights=True, rank_cpu=-1, rank_gpu=-1, bytes_per_voxel=48,
-    available=lambda: has_model("arssr"), model_card=lambda: model_card("arssr"),
+    available=lambda: has_model("arssr"), model_card=lambda: model_card("arssr"), advise=_advice("arssr"),
 ))
