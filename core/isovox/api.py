@@ -128,7 +128,8 @@ def plan(
     if spec.needs_weights and device == "cpu":  # network activations of one tile live in host memory
         from .tiling import TILE_BUDGET_BYTES
 
-        needed += int(TILE_BUDGET_BYTES)
+        # a tile never exceeds the budget, nor (much) the volume itself: ~2 KB of activations per voxel at most
+        needed += int(min(TILE_BUDGET_BYTES, grid.n_voxels * 2048.0))
     shape_text = "x".join(str(n) for n in grid.shape)
     check_memory(needed, f"an output of {shape_text} voxels", max_memory_bytes)
     return Plan(scans, spec, grid, device, reference, dict(options), warnings, needed)

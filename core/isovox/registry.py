@@ -45,8 +45,9 @@ class MethodSpec:
     bytes_per_voxel: int = 24  # peak working memory per output voxel, for the memory check
     available: Callable[[], bool] = lambda: True
     model_card: Callable[[], Optional[dict]] = lambda: None
-    # a warning for runs the method hands to its baseline (scale k, number of scans), "" otherwise
-    advise: Callable[[float, int], str] = lambda scale, n_scans: ""
+    # a warning for runs the method hands to its baseline (scale k or None if not known yet, number of
+    # scans), "" otherwise
+    advise: Callable[[Optional[float], int], str] = lambda scale, n_scans: ""
 
     @property
     def inputs(self) -> str:
@@ -106,6 +107,7 @@ def default_method(n_scans: int, device: str, with_reference: bool = False,
         m for m in all_methods()
         if m.min_scans <= n_scans <= m.max_scans and m.available() and m.reference != "required"
         and (scale is None or m.scales[0] - 1e-6 <= scale <= m.scales[1] + 1e-6)
+        and not m.advise(scale, n_scans)  # it would hand the run to its baseline: let the baseline be the default
     ]
     if not candidates:
         raise InputError(f"no method takes {n_scans} scans")

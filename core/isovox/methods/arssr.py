@@ -77,6 +77,6 @@ register(MethodSpec(
     name="arssr",
     description="ArSSR: RDN encoder + implicit MLP decoder, one model for any output spacing, fractional or "
     "anisotropic, from 1-3 scans (Wu et al. 2022); --ensemble averages the 8 flips.",
-    run=run_arssr, scales=(1.0, 16.0), needs_weights=True, rank_cpu=-1, rank_gpu=-1, bytes_per_voxel=48,
+    run=run_arssr, scales=(1.0, 8.0), needs_weights=True, rank_cpu=2, rank_gpu=3, bytes_per_voxel=48,
     available=lambda: has_model("arssr"), model_card=lambda: model_card("arssr"), advise=_advice("arssr"),
 ))
