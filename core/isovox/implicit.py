@@ -76,6 +76,9 @@ def decode_grid(model, inputs: np.ndarray, in_grid: Grid, out_grid: Grid, device
         values = np.empty(len(points), np.float32)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             x = torch.from_numpy(np.ascontiguousarray(crop)[None]).to(dev)
+            if dev.type == "cpu":  # oneDNN's channels-last conv3d is ~1.5x faster on CPU
+                model = model.to(memory_format=torch.channels_last_3d)
+                x = x.contiguous(memory_format=torch.channels_last_3d)
             features = model.encode(x)
             local = torch.from_numpy((points - lo).astype(np.float32)).to(dev)
             for start in range(0, len(points), chunk):

@@ -85,10 +85,14 @@ class TorchPredictor:
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
         self.module = module.to(self.device).eval()
+        if self.device.type == "cpu":
+            self.module = self.module.to(memory_format=torch.channels_last_3d)
 
     def __call__(self, piece: np.ndarray) -> np.ndarray:
         torch = self.torch
         x = torch.from_numpy(piece[None]).to(self.device)
+        if self.device.type == "cpu":  # oneDNN's channels-last conv3d is ~1.5x faster on CPU
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
         with torch.inference_mode():
             if dtype is not None:
