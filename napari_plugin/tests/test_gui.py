@@ -75,7 +75,7 @@ def test_sample_data_opens_with_geometry(viewer):
 
 
 def test_dock_suggests_roles_and_lists_registry_methods(dock, viewer):
-    from isovox.registry import all_methods
+    from isovox.registry import all_methods, get_method
 
     assert tuple(viewer.dims.order) == (2, 1, 0)  # opens on the axial plane: A up, R across
 
@@ -84,7 +84,9 @@ def test_dock_suggests_roles_and_lists_registry_methods(dock, viewer):
     assert panel.reference.currentText() == "colin27_hr (reference)"
     listed = {panel.method.itemData(i) for i in range(panel.method.count())}
     assert listed == {m.name for m in _core.methods_for(3, True)} and listed <= {m.name for m in all_methods()}
-    assert "CubeAvg" in panel.method_help.text()
+    first = get_method(panel.method.itemData(0))
+    assert first.name == _core.methods_for(3, True)[0].name
+    assert first.description in panel.method_help.text() and first.inputs in panel.method_help.text()
 
 
 def test_preflight_panel(qtbot, dock):
