@@ -22,6 +22,7 @@ TINY = {
     "recnn": ("recnn", {"layers": 3, "filters": 4, "in_channels": 3}),
     "recnn-guided": ("recnn", {"layers": 3, "filters": 4, "in_channels": 4}),
     "mrl": ("mrl", {"channels": 4, "units": 2, "in_channels": 2}),
+    "ctguided": ("ctguided", {"in_channels": 3, "features": 4, "blocks": 1, "layers": 2, "growth": 4}),
 }
 
 
@@ -36,7 +37,7 @@ def tiny_models(tmp_path, monkeypatch):
     return root
 
 
-@pytest.mark.parametrize("method", ["isosrn", "recnn", "mrl"])
+@pytest.mark.parametrize("method", ["isosrn", "recnn", "mrl", "ctguided"])
 def test_each_learned_method_runs_on_the_sample(tmp_path, tiny_models, method, capsys):
     scans = [str(p) for p in sample_scan_paths()]
     out = tmp_path / f"{method}.nii.gz"
@@ -141,7 +142,7 @@ def test_adaptation_refuses_what_it_cannot_do(tmp_path, tiny_models, capsys, ext
     assert message in capsys.readouterr().err and not out.exists()
 
 
-@pytest.mark.parametrize("method", ["isosrn", "recnn"])
+@pytest.mark.parametrize("method", ["isosrn", "recnn", "ctguided"])
 def test_adaptation_runs_for_hr_space_networks(tiny_models, method):
     scans = [io.read_volume(p) for p in sample_scan_paths()]
     result = api.super_resolve(scans, method, adapt=True, adapt_seconds=2)

@@ -23,9 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(Path(args.config).read_text())
     if args.steps:
         config["steps"] = args.steps
-    from .loop import Trainer
+    out = Path(args.out or Path("runs") / config["name"])
+    if config.get("kind") == "ctguided":  # three stages on unpaired LR MR and HR CT
+        from .ctguided import CTGuidedTrainer
 
-    trainer = Trainer(config, Path(args.out or Path("runs") / config["name"]))
+        trainer = CTGuidedTrainer(config, out)
+    else:
+        from .loop import Trainer
+
+        trainer = Trainer(config, out)
     result = trainer.run(args.minutes, args.quiet)
     print(json.dumps({"step": result["step"], "finished": result["finished"], "validation_gain_db": result["validation"]}))
     if result["finished"] and not args.no_export:

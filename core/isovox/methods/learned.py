@@ -1,4 +1,4 @@
-"""The learned methods: isoSRN, ReCNN (optionally reference-guided) and MRL.
+"""The learned methods: isoSRN, ReCNN (optionally reference-guided), MRL and the CT-guided SRNet.
 
 Each runs its shipped model with tiled inference; ``ensemble=True`` averages the
 predictions over the 8 flips of the array axes (isoSRN+ and the like).
@@ -20,7 +20,7 @@ from ..registry import MethodRequest, MethodSpec, register
 from ..tiling import run_tiled
 from ..volume import Volume
 
-BYTES_PER_TILE_VOXEL = {"isosrn": 700.0, "recnn": 900.0, "mrl": 2400.0}
+BYTES_PER_TILE_VOXEL = {"isosrn": 700.0, "recnn": 900.0, "mrl": 2400.0, "ctguided": 1200.0}
 
 
 def _precision(request: MethodRequest) -> str:
@@ -61,6 +61,8 @@ def outside_validated_range(card: dict, k: Optional[float], n_scans: int) -> str
     """
     if n_scans == 1 and card.get("single_scan") is False:
         return "single scan: the model did not beat the B-spline on held-out data; B-spline used"
+    if n_scans > 1 and card.get("multi_scan") is False:
+        return f"{n_scans} scans: the model did not beat CubeAvg on held-out data; CubeAvg used"
     if k is not None and k < float(card.get("min_scale", 0)) - 1e-6:
         return f"x{k:.2f} is below x{card['min_scale']}, where the model beat CubeAvg on held-out data; CubeAvg used"
     return ""
@@ -190,4 +192,10 @@ register(_spec(
     "mrl", "Multi-resolution LR-space CNN: each scan super-resolved along its slice axis on its own grid, "
     "then fused (fast on CPU; helps for slices >= 5x the in-plane spacing).",
     _run_mrl, scales=(1.5, 8.0), rank_cpu=-1, rank_gpu=-1, bytes_per_voxel=32,
+))
+register(_spec(
+    "ctguided", "CT-guided unsupervised SR (Wang et al. 2023): an RDN trained without any HR MRI, on HR CT, "
+    "self-supervision on thick-slice MR and joint MR-CT translation (CITNet); made for single scans.",
+    lambda r: _run_hr(r, "ctguided"), scales=(1.5, 8.0), rank_cpu=0, rank_gpu=0, bytes_per_voxel=40,
+    advise=_advice("ctguided"),
 ))

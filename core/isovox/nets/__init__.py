@@ -23,4 +23,8 @@ def build(architecture: str, **kwargs: Any):
         from .arssr import ArSSR
 
         return ArSSR(**kwargs)
+    if architecture == "ctguided":
+        from .ctguided import SRNet
+
+        return SRNet(**kwargs)
     raise ValueError(f"unknown architecture {architecture!r}")
