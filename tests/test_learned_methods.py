@@ -157,3 +157,32 @@ def test_the_default_supports_the_runs_scale(tiny_models):
     learned = default_method(3, "cpu").name
     assert learned != "cubeavg" and api.plan(scans).method.name == learned
     assert api.plan(scans, spacing=0.4).method.name == "cubeavg"
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_air_keeps_the_fused_input_and_the_head_equals_whole_volume_inference(tiny_models, ensemble):
+    """HR-space networks compute only the anatomy's box (context read from the whole volume)."""
+    from isovox.features import hr_inputs
+    from isovox.methods.learned import signal_box
+    from isovox.phantoms import phantom
+    from isovox.simulate import orthogonal_protocol, simulate_scans
+    from isovox.volume import Volume
+
+    data = np.zeros((48, 44, 40), np.float32)
+    data[10:34, 12:36, 6:30] = phantom((24, 24, 24))
+    scans = simulate_scans(Volume(data, np.diag([1.0, 1.0, 1.0, 1.0])), orthogonal_protocol(2.0, (2, 1, 0)))
+    plan = api.plan(scans, "isosrn")
+    result = api.super_resolve(scans, "isosrn", ensemble=ensemble).volume.data
+    inputs = hr_inputs(scans, plan.grid)
+    box = signal_box(inputs.array[0])
+    assert all(b.stop - b.start < n for b, n in zip(box, inputs.array.shape[1:]))  # the air is left out
+    net, _ = models.load_model("isosrn")
+    flips = [()] if not ensemble else [tuple(a for a in (1, 2, 3) if m >> (a - 1) & 1) for m in range(8)]
+    with torch.inference_mode():
+        outs = [np.flip(net(torch.from_numpy(np.ascontiguousarray(np.flip(inputs.array, f))[None]))[0].numpy(), f)
+                for f in flips]
+    whole = np.mean(outs, axis=0)[0] * inputs.scale
+    np.testing.assert_allclose(result[box], whole[box], atol=1e-4)
+    outside = np.ones(result.shape, bool)
+    outside[box] = False
+    np.testing.assert_allclose(result[outside], inputs.fusion.volume.data[outside], atol=1e-5)

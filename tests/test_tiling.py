@@ -26,6 +26,27 @@ def test_stitching_is_exact_with_a_known_predictor(tile):
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
+@pytest.mark.parametrize("tile", [(4, 5, 6), (30, 30, 30)])
+def test_a_region_reads_its_halo_from_the_whole_volume(tile):
+    x = np.random.default_rng(5).normal(size=(1, 19, 23, 17)).astype(np.float32)
+    region = (slice(3, 15), slice(0, 9), slice(6, 17))
+    part = tiled_inference(x, box_filter(2), tile, halo=(2, 2, 2), region=region)
+    np.testing.assert_allclose(part, box_filter(2)(x)[(slice(None),) + region], atol=1e-6)
+
+
+def test_balanced_tiles_fit_the_budget_and_recompute_less():
+    shape, halo, bpv, budget = (256, 256, 256), (10, 10, 10), 700.0, 1.5e9
+    core = choose_tile(shape, halo, bpv, budget)
+    longest = [min(n, c + (2 * h if n > 2 * c else h)) for n, c, h in zip(shape, core, halo)]
+    assert np.prod(longest) * bpv <= budget
+    processed = np.prod([sum(min(n, s + c + h) - max(0, s - h) for s in range(0, n, c))
+                         for n, c, h in zip(shape, core, halo)])
+    greedy = int((budget / bpv) ** (1 / 3)) - 2 * halo[0]  # one cube fitted with halos on both sides
+    greedy_processed = np.prod([sum(min(n, s + greedy + h) - max(0, s - h) for s in range(0, n, greedy))
+                                for n, h in zip(shape, halo)])
+    assert processed < 0.9 * greedy_processed
+
+
 def test_too_small_a_halo_is_visible():
     x = np.random.default_rng(1).normal(size=(1, 20, 20, 20)).astype(np.float32)
     tiled = tiled_inference(x, box_filter(3), (6, 6, 6), halo=(1, 1, 1))

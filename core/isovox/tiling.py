@@ -33,44 +33,71 @@ def tiled_inference(
     scale: Sequence[int] = (1, 1, 1),
     out_channels: int = 1,
     task: Optional[Task] = None,
+    region: Optional[Sequence[slice]] = None,
 ) -> np.ndarray:
     """Apply ``predictor`` to ``inputs`` (C, D, H, W) tile by tile.
 
     ``tile`` is the core size kept from each tile (input voxels), ``halo`` the
     context added on each side; ``predictor`` maps (C, d, h, w) to
-    (out_channels, d*s0, h*s1, w*s2).
+    (out_channels, d*s0, h*s1, w*s2). ``region`` (slices of the input grid) limits
+    the output to that box; its tiles still read their halo from the whole input, so
+    every output voxel equals whole-volume inference.
     """
     task = ensure_task(task)
     shape = inputs.shape[1:]
     scale = tuple(int(s) for s in scale)
-    out = np.empty((out_channels,) + tuple(n * s for n, s in zip(shape, scale)), dtype=np.float32)
-    core = [max(1, min(int(t), n)) for t, n in zip(tile, shape)]
-    starts = [tile_starts(n, c) for n, c in zip(shape, core)]
+    region = [slice(*r.indices(n)[:2]) for r, n in zip(region or (slice(None),) * 3, shape)]
+    size = [r.stop - r.start for r in region]
+    out = np.empty((out_channels,) + tuple(n * s for n, s in zip(size, scale)), dtype=np.float32)
+    core = [max(1, min(int(t), n)) for t, n in zip(tile, size)]
+    starts = [[r.start + s for s in tile_starts(n, c)] for r, n, c in zip(region, size, core)]
     total = int(np.prod([len(s) for s in starts]))
     for count, corner in enumerate(itertools.product(*starts), start=1):
         lo = [max(0, c - h) for c, h in zip(corner, halo)]
         hi = [min(n, c + k + h) for c, k, h, n in zip(corner, core, halo, shape)]
-        end = [min(n, c + k) for c, k, n in zip(corner, core, shape)]
+        end = [min(r.stop, c + k) for c, k, r in zip(corner, core, region)]
         piece = inputs[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))]
         result = predictor(np.ascontiguousarray(piece))
         keep = tuple(slice((c - a) * s, (e - a) * s) for c, a, e, s in zip(corner, lo, end, scale))
-        target = tuple(slice(c * s, e * s) for c, e, s in zip(corner, end, scale))
+        target = tuple(slice((c - r.start) * s, (e - r.start) * s) for c, e, r, s in zip(corner, end, region, scale))
         out[(slice(None),) + target] = result[(slice(None),) + keep]
         task.update(count / total, f"tile {count}/{total}")
     return out
 
 
-def choose_tile(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: float, budget_bytes: float,
-                minimum: int = 16) -> tuple[int, int, int]:
-    """The largest cubic-ish core whose tile (core + 2 halo) fits ``budget_bytes``.
+def _axis_split(n: int, halo: int, count: int, room: tuple[int, int] = (0, 0)) -> tuple[int, int, int]:
+    """(core, longest tile, voxels processed along the axis) for ``count`` balanced tiles;
+    ``room``: input voxels beyond the output's two ends a halo may read."""
+    core = -(-n // count)
+    lengths = [min(n + room[1], s + core + halo) - max(-room[0], s - halo) for s in range(0, n, core)]
+    return core, max(lengths), sum(lengths)
 
-    ``bytes_per_voxel`` is the network's peak activation memory per tile voxel.
+
+def choose_tile(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: float, budget_bytes: float,
+                minimum: int = 16, room: Optional[Sequence[tuple[int, int]]] = None) -> tuple[int, int, int]:
+    """Balanced tile cores whose largest tile (core + halo) fits ``budget_bytes`` and that together
+    recompute the fewest halo voxels.
+
+    ``bytes_per_voxel`` is the network's peak activation memory per tile voxel. Edge tiles carry a
+    halo on one side only, so two tiles of n/2 + halo can fit where one interior tile would not.
     """
-    fit = max(minimum, int((budget_bytes / max(bytes_per_voxel, 1.0)) ** (1 / 3)))
-    core = []
-    for n, h in zip(shape, halo):
-        core.append(int(max(1, min(n, max(minimum, fit - 2 * h)))))
-    return tuple(core)  # type: ignore[return-value]
+    limit = budget_bytes / max(bytes_per_voxel, 1.0)
+    room = room or [(0, 0)] * 3
+    splits = [[_axis_split(n, h, m, r) for m in range(1, max(1, -(-n // minimum)) + 1)]
+              for n, h, r in zip(shape, halo, room)]
+    best, best_cost = None, None
+    for first in splits[0]:
+        for second in splits[1]:
+            room = limit / (first[1] * second[1])
+            third = next((t for t in splits[2] if t[1] <= room), None)
+            if third is None:
+                continue
+            cost = (first[2] * second[2] * third[2], -first[0] * second[0] * third[0])
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (first[0], second[0], third[0]), cost
+    if best is None:  # nothing fits: the smallest tiles allowed
+        best = tuple(axis[-1][0] for axis in splits)
+    return tuple(int(c) for c in best)  # type: ignore[return-value]
 
 
 class TorchPredictor:
@@ -105,14 +132,21 @@ class TorchPredictor:
 
 def run_tiled(module, inputs: np.ndarray, halo: Sequence[int], scale: Sequence[int] = (1, 1, 1),
               device: str = "cpu", precision: str = "auto", budget_bytes: float = TILE_BUDGET_BYTES,
-              bytes_per_voxel: float = 2048.0, task: Optional[Task] = None) -> np.ndarray:
-    """Tiled inference of a torch module, falling back to smaller tiles (then the CPU) on GPU memory errors."""
+              bytes_per_voxel: float = 2048.0, task: Optional[Task] = None,
+              region: Optional[Sequence[slice]] = None) -> np.ndarray:
+    """Tiled inference of a torch module, falling back to smaller tiles (then the CPU) on GPU memory errors.
+
+    ``region``: compute only this box of the output (see :func:`tiled_inference`)."""
     predictor = TorchPredictor(module, device, precision)
     budget = budget_bytes
+    shape = inputs.shape[1:]
+    bounds = [r.indices(n)[:2] for r, n in zip(region or (slice(None),) * 3, shape)]
+    size = [b - a for a, b in bounds]
+    room = [(a, n - b) for (a, b), n in zip(bounds, shape)]
     while True:
-        tile = choose_tile(inputs.shape[1:], halo, bytes_per_voxel, budget)
+        tile = choose_tile(size, halo, bytes_per_voxel, budget, room=room)
         try:
-            return tiled_inference(inputs, predictor, tile, halo, scale, task=task)
+            return tiled_inference(inputs, predictor, tile, halo, scale, task=task, region=region)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
             if predictor.device.type != "cuda" or "out of memory" not in str(exc).lower():
                 raise

@@ -253,7 +253,8 @@ class CTGuidedTrainer:
                 log.writerow(["step", "stage", "loss", "terms", "seconds"])
             while self.step < self.total_steps:
                 stage, within, length = self.stage_of(self.step)
-                base = self.config["lr"] if stage != "3" else float(self.config.get("lr_stage3_sr", 2e-5))
+                base = {"1": self.config["lr"], "2": float(self.config.get("lr_stage2", self.config["lr"])),
+                        "3": float(self.config.get("lr_stage3_sr", 2e-5))}[stage]
                 for group in self.optimizers["sr"].param_groups:
                     group["lr"] = base * self.lr_factor(within, length)
                 self.sr.train()
@@ -307,7 +308,8 @@ class CTGuidedTrainer:
                 "validation_slab": f"first {config.get('validation_fraction', 0.3):.0%} of the left-right axis of "
                                    "the MR, never sampled in training; scored after each stage",
                 "stages": config["stages"], "batch": config["batch"], "patch": config["patch"],
-                "lambdas": self.lambdas, "lr": config["lr"], "lr_stage3_sr": config.get("lr_stage3_sr", 2e-5),
+                "lambdas": self.lambdas, "lr": config["lr"], "lr_stage2": config.get("lr_stage2", config["lr"]),
+                "lr_stage3_sr": config.get("lr_stage3_sr", 2e-5),
                 "lr_stage3_citnet": config.get("lr_stage3", 1e-4),
                 "perceptual_features": "the SRNet frozen after stage 1 (first two convs; trained on CT only), "
                                        "in place of ImageNet VGG16, whose weights cannot be downloaded here",

@@ -20,7 +20,8 @@ from ..registry import MethodRequest, MethodSpec, register
 from ..tiling import run_tiled
 from ..volume import Volume
 
-BYTES_PER_TILE_VOXEL = {"isosrn": 700.0, "recnn": 900.0, "mrl": 2400.0, "ctguided": 1200.0}
+# Peak activation memory per tile voxel (fp32 inference); isoSRN and ReCNN measured at 380 and 190 B.
+BYTES_PER_TILE_VOXEL = {"isosrn": 450.0, "recnn": 300.0, "mrl": 2400.0, "ctguided": 1200.0}
 
 
 def _precision(request: MethodRequest) -> str:
@@ -37,9 +38,16 @@ def _flip_inputs(inputs: np.ndarray, axes: tuple[int, ...], subslice_channels: i
     return np.ascontiguousarray(out)
 
 
-def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabled: bool, task: Task,
-              subslice_channels: int = 0) -> np.ndarray:
-    """Average of ``run`` over the 8 flips of the three spatial axes (or one plain run)."""
+def _flip_slice(box: slice, n: int) -> slice:
+    """The same box along an axis of length ``n`` after flipping that axis."""
+    return slice(n - box.stop, n - box.start)
+
+
+def _ensemble(run: Callable[..., np.ndarray], inputs: np.ndarray, enabled: bool, task: Task,
+              subslice_channels: int = 0, pass_flips: bool = False) -> np.ndarray:
+    """Average of ``run`` over the 8 flips of the three spatial axes (or one plain run).
+
+    ``pass_flips``: ``run`` also takes ``flipped=`` (the flipped array axes), to flip its output box."""
     if not enabled:
         return run(inputs, task)
     total = None
@@ -47,7 +55,8 @@ def _ensemble(run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, enabl
     for idx, flip in enumerate(flips):
         axes = tuple(a + 1 for a, f in enumerate(flip) if f)
         sub = task.sub(idx / len(flips), (idx + 1) / len(flips))
-        out = run(_flip_inputs(inputs, axes, subslice_channels) if axes else inputs, sub)
+        flipped = _flip_inputs(inputs, axes, subslice_channels) if axes else inputs
+        out = run(flipped, sub, flipped=axes) if pass_flips else run(flipped, sub)
         out = np.flip(out, axes) if axes else out
         total = out.astype(np.float64) if total is None else total + out
     return (total / len(flips)).astype(np.float32)
@@ -66,6 +75,29 @@ def outside_validated_range(card: dict, k: Optional[float], n_scans: int) -> str
     if k is not None and k < float(card.get("min_scale", 0)) - 1e-6:
         return f"x{k:.2f} is below x{card['min_scale']}, where the model beat CubeAvg on held-out data; CubeAvg used"
     return ""
+
+
+SIGNAL_FRACTION = 0.05  # of the robust maximum, after smoothing: above it is anatomy, below it air
+
+
+def signal_box(fused: np.ndarray, margin: int = 3) -> tuple[slice, slice, slice]:
+    """The bounding box of the anatomy in a fused volume divided by its robust maximum, grown by
+    ``margin`` voxels.
+
+    HR-space networks compute their output only inside it (reading context from the whole
+    volume, so there it equals whole-volume inference); the air around a head, often half of a
+    padded field of view, keeps the fused input. Smoothing first keeps background noise from
+    spreading the box.
+    """
+    from scipy import ndimage
+
+    smooth = ndimage.uniform_filter(np.asarray(fused, np.float32), size=5, mode="nearest")
+    where = np.argwhere(smooth > SIGNAL_FRACTION)
+    if not len(where):
+        return (slice(None),) * 3
+    lo = np.maximum(where.min(0) - margin, 0)
+    hi = np.minimum(where.max(0) + margin + 1, fused.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
 def _run_hr(request: MethodRequest, model_name: str) -> Volume:
@@ -91,11 +123,16 @@ def _run_hr(request: MethodRequest, model_name: str) -> Volume:
     halo = (module.receptive_radius,) * 3
     precision = _precision(request)
 
-    def run(x: np.ndarray, task: Task) -> np.ndarray:
-        return run_tiled(module, x, halo, device=request.device, precision=precision,
-                         bytes_per_voxel=BYTES_PER_TILE_VOXEL[card["architecture"]], task=task)
+    box = signal_box(inputs.array[0])
 
-    out = _ensemble(run, inputs.array, bool(request.options.get("ensemble")), net_task)
+    def run(x: np.ndarray, task: Task, flipped: tuple[int, ...] = ()) -> np.ndarray:
+        region = tuple(_flip_slice(b, n) if a + 1 in flipped else b for a, (b, n) in enumerate(zip(box, x.shape[1:])))
+        return run_tiled(module, x, halo, device=request.device, precision=precision,
+                         bytes_per_voxel=BYTES_PER_TILE_VOXEL[card["architecture"]], task=task, region=region)
+
+    out = inputs.array[:1].copy()  # outside the box (air): the fused input itself
+    out[(slice(None),) + box] = _ensemble(run, inputs.array, bool(request.options.get("ensemble")), net_task,
+                                          pass_flips=True)
     values = np.where(inputs.fusion.coverage > 0, out[0] * inputs.scale, 0.0).astype(np.float32)
     return Volume(values, request.grid.affine, {"model": model_name,
                                                  "registrations": [t.tolist() for t in inputs.fusion.registrations],
