@@ -4,7 +4,7 @@ Held-out data: the validation slabs the training never saw (the first 30 % of th
 left-right axis of Colin27 and MNI152). Prints Markdown tables.
 
 Usage: .venv/bin/python benchmarks/learned.py [--methods mrl isosrn isosrn+ recnn recnn@ref] [--skip-monai]
-       [--skip-speed]
+       [--skip-speed] [--single-scan] [--ct-stages] [--arbitrary isosrn arssr] [--adapt isosrn mrl]
 A method name with "+" runs the 8-flip ensemble (isoSRN+); "@ref" passes an HR reference of another
 contrast (the guided ReCNN).
 
@@ -58,7 +58,7 @@ def score(method: str, scans, hr: Volume, **kw) -> dict:
     return evaluate(run_label(method, scans, hr, **kw), hr)
 
 
-def quality(methods: list[str], names: list[str]) -> None:
+def quality(methods: list[str], names: list[str], single_scan: bool = False) -> None:
     print("\n### Quality on held-out slabs: masked PSNR dB / SSIM (gain over the baseline in dB)\n")
     header = "| volume | setting | baseline | " + " | ".join(methods) + " |"
     print(header + "\n|" + "---|" * (3 + len(methods)))
@@ -67,6 +67,9 @@ def quality(methods: list[str], names: list[str]) -> None:
         settings = [(f"x{k} 3 scans", k, (2, 1, 0), 0.0) for k in (2, 3, 4, 5, 6, 7)]
         settings += [("x2.5 3 scans", 2.5, (2, 1, 0), 0.0), ("x4 2 scans", 4, (2, 1), 0.0),
                      ("x4 1 scan", 4, (2,), 0.0), ("x4 3 scans noise 0.03", 4, (2, 1, 0), 0.03)]
+        if single_scan:  # the single-scan methods' home ground (ctguided), slices along two different axes
+            settings += [(f"x{k} 1 scan", k, (2,), 0.0) for k in (2, 3, 5, 6)]
+            settings += [("x4 1 scan coronal", 4, (1,), 0.0), ("x4 1 scan noise 0.03", 4, (2,), 0.03)]
         for label, k, axes, noise in settings:
             scans = simulate_scans(hr, orthogonal_protocol(float(k), axes, "box", noise=noise, seed=int(10 * k)))
             base_name = "bspline" if len(axes) == 1 else "cubeavg"
@@ -146,6 +149,32 @@ def adaptation(methods: list[str], names: list[str], seconds: float) -> None:
             adapted = evaluate(run.volume, hr)["psnr_masked"]
             print(f"| {name} | {method} | {base:.2f} | {plain:.2f} | {adapted:.2f} | {adapted - plain:+.2f} | "
                   f"{run.provenance['adaptation']} |", flush=True)
+
+
+def ct_stages(names: list[str]) -> None:
+    """The CT-guided stage ablation (the paper's Table 2) recorded by training, and the shipped SRNet
+    measured again here on held-out MR."""
+    from isovox.models import has_model, model_card
+
+    if not has_model("ctguided"):
+        print("\nctguided: no shipped model")
+        return
+    card = model_card("ctguided")
+    print("\n### CT-guided stage ablation: held-out MR, 1 scan x4 along the training axis (from training)\n")
+    print("| after stage | " + " | ".join(f"{n} PSNR / SSIM (gain over B-spline)" for n in names) + " |")
+    print("|---|" + "---|" * len(names))
+    for stage, row in card["stage_ablation"].items():
+        cells = [f"{row[f'{n} psnr']:.2f} / {row[f'{n} ssim']:.4f} ({row[f'{n} gain_db']:+.2f})" if f"{n} psnr" in row
+                 else "-" for n in names]
+        print(f"| {stage} | " + " | ".join(cells) + " |")
+    axis = int(card["training"]["data"].split("along axis ")[1].split()[0])
+    cells = []
+    for name in names:
+        hr = held_out(name)
+        scans = simulate_scans(hr, orthogonal_protocol(4.0, (axis,), "box", seed=40))
+        base, ours = score("bspline", scans, hr), score("ctguided", scans, hr)
+        cells.append(f"{ours['psnr_masked']:.2f} / {ours['ssim']:.4f} ({ours['psnr_masked'] - base['psnr_masked']:+.2f})")
+    print("| shipped, measured now | " + " | ".join(cells) + " |", flush=True)
 
 
 SPEED_CODE = """
@@ -234,9 +263,11 @@ def main() -> None:
     parser.add_argument("--arbitrary", nargs="*", help="methods for the finer-than-input test (e.g. isosrn arssr)")
     parser.add_argument("--adapt", nargs="*", help="methods for the --adapt test (e.g. mrl isosrn)")
     parser.add_argument("--adapt-seconds", type=float, default=300.0)
+    parser.add_argument("--single-scan", action="store_true", help="add single-scan settings x2-x6 to the quality table")
+    parser.add_argument("--ct-stages", action="store_true", help="print the CT-guided stage ablation")
     args = parser.parse_args()
     if not args.skip_quality:
-        quality(args.methods, args.volumes)
+        quality(args.methods, args.volumes, args.single_scan)
         lesions(args.methods)
     if not args.skip_speed:
         speed(args.methods, args.repeats)
@@ -244,6 +275,8 @@ def main() -> None:
         arbitrary_scale(args.arbitrary, args.volumes)
     if args.adapt:
         adaptation(args.adapt, args.volumes, args.adapt_seconds)
+    if args.ct_stages:
+        ct_stages(args.volumes)
     if not args.skip_monai:
         tiling_vs_monai()
 
