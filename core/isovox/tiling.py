@@ -88,8 +88,8 @@ def choose_tile(shape: Sequence[int], halo: Sequence[int], bytes_per_voxel: floa
     best, best_cost = None, None
     for first in splits[0]:
         for second in splits[1]:
-            room = limit / (first[1] * second[1])
-            third = next((t for t in splits[2] if t[1] <= room), None)
+            space = limit / (first[1] * second[1])  # voxels left for the third axis
+            third = next((t for t in splits[2] if t[1] <= space), None)
             if third is None:
                 continue
             cost = (first[2] * second[2] * third[2], -first[0] * second[0] * third[0])

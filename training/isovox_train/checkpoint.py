@@ -10,13 +10,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+Optimizers = "torch.optim.Optimizer | dict[str, torch.optim.Optimizer]"  # one, or several by name
+
 
 def _named(optimizer) -> dict[str, torch.optim.Optimizer]:
     """One optimizer is stored under the name "" (the original layout); several under their names."""
     return optimizer if isinstance(optimizer, dict) else {"": optimizer}
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer], state: dict[str, Any]) -> None:
+def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Optimizers, state: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     groups = {}
@@ -36,7 +38,7 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     os.replace(folder / "checkpoint.json.tmp", folder / "checkpoint.json")
 
 
-def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer]) -> dict[str, Any] | None:
+def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: Optimizers) -> dict[str, Any] | None:
     if not (folder / "checkpoint.safetensors").exists():
         return None
     tensors = load_file(str(folder / "checkpoint.safetensors"))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from isovox import datasets, models
+from isovox import models
 from isovox.features import hr_inputs
 from isovox.grid import Grid
 from isovox.io import read_volume
@@ -44,6 +44,7 @@ from isovox.tiling import run_tiled
 from isovox.volume import Volume
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .data import volume_path
 from .ctguided_data import ct_crop, ct_pair, degrade, load_ct, load_mr, mr_crop
 
 STAGES = ("1", "2", "3")
@@ -57,15 +58,9 @@ def interior(t: torch.Tensor, border: int) -> torch.Tensor:
 
 def held_out(name: str, fraction: float) -> Volume:
     """The validation slab (first ``fraction`` of the first axis), as benchmarks/learned.py takes it."""
-    vol = read_volume(datasets.fetch(name)) if name != "colin27-sample" else read_volume(_sample())
+    vol = read_volume(volume_path(name))
     split = max(8, int(round(vol.shape[0] * fraction)))
     return Volume(vol.data[:split], vol.affine)
-
-
-def _sample():
-    from isovox.sample import sample_reference_path
-
-    return sample_reference_path()
 
 
 def predict(module: nn.Module, scans: list[Volume], grid: Grid) -> Volume:

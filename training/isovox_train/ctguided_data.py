@@ -21,6 +21,8 @@ from isovox.io import read_volume
 from isovox.simulate import Acquisition, simulate_scan
 from isovox.volume import Volume
 
+from .data import volume_path
+
 CT_WINDOW_HU = (-50.0, 150.0)  # a brain window: CSF dark, grey/white matter mid-grey, bone bright, as T1 MR
 MR_ALLOWED = ("colin27", "colin27-sample")  # degraded before use; no HR MRI is ever sampled
 CT_ALLOWED = ("ct_head", "ct-sample")
@@ -58,13 +60,7 @@ class CTSource:
 def load_mr(name: str, axis: int, k: int, validation_fraction: float, margin: int = 8) -> MRSource:
     if name not in MR_ALLOWED:
         raise ValueError(f"{name} may not be the MR side of CT-guided training (allowed: {MR_ALLOWED})")
-    if name == "colin27-sample":
-        from isovox.sample import sample_reference_path
-
-        path = sample_reference_path()
-    else:
-        path = datasets.fetch(name)
-    hr = read_volume(path).data
+    hr = read_volume(volume_path(name)).data
     hr = (hr / robust_max(hr)).astype(np.float32)
     grid_volume = Volume(hr, np.eye(4))
     scan = simulate_scan(grid_volume, Acquisition(axis=axis, scale=float(k)))
