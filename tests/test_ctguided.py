@@ -80,6 +80,17 @@ def test_mr_crops_are_re_acquired_at_their_own_slice_positions():
     assert (source.centres[:, 0] >= round(source.inputs.shape[1] * 0.3)).all()  # validation slab never sampled
 
 
+def test_mr_inplane_pairs_re_slice_a_sharp_axis_of_the_lr_scan():
+    """The LR MR's own pairs: thick along an in-plane axis; the target is the LR scan (no HR MRI)."""
+    source = ctguided_data.load_mr("colin27-sample", axis=1, k=4, validation_fraction=0.3)
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        inputs, target, thick = ctguided_data.mr_inplane_pair(source, 16, rng)
+        varies = [a for a in range(3) if np.ptp(inputs[1], axis=a).max() > 0]  # distance to acquired slices
+        assert len(varies) == 1 and varies[0] != thick
+        assert np.isin(target, source.inputs[0]).all()  # values of the thick-slice scan itself
+
+
 def test_ct_pairs_re_slice_a_sharp_axis():
     source = ctguided_data.load_ct("ct-sample")
     inputs, target = ctguided_data.ct_pair(source, 16, 4.0, np.random.default_rng(1))

@@ -5,10 +5,14 @@ Stage 2: SRNet adapts to the LR MR by self-supervision: the pseudo-HR ``F(x_L)``
     and F learns to map that back, ``|| sg[F(x_L)] - F(D(sg[F(x_L)])) ||_1``; the target is held
     fixed (the paper trains on "paired pseudo LR-HR MR images"), and D is the engine's simulator.
 Stage 3: SRNet and CITNet jointly, Eq. 7: adversarial + 10 (self + cross-cycle reconstruction) +
-    latent + perceptual, discriminators updated first each step. Two terms of ours keep the SRNet
-    anchored (weights in the config, 0 turns them off): the stage-2 loss, and SR on CITNet's
-    translated CT (``x'_H = G_X(E^C_Y(y_H), a)``: MR contrast with CT's sharp structure, re-acquired
-    by D), which is how the CT's resolution reaches the SRNet most directly.
+    latent + perceptual, discriminators updated first each step. The SRNet output enters CITNet as
+    an input but is never a reconstruction target (as one, weighted 10, it let the SRNet collapse its
+    own output: the first run diverged), and the SRNet's gradient is clipped.
+Terms of ours keep the SRNet anchored (weights in the config, 0 turns one off): in stages 2-3, SR of
+    the LR MR's own in-plane axes re-sliced thick (SMORE's pairs, no HR MRI); in stage 3, the
+    stage-2 loss and SR on CITNet's translated CT (``x'_H = G_X(E^C_Y(y_H), a)``: MR contrast with
+    CT's sharp structure, re-acquired by D), which is how the CT's resolution reaches the SRNet
+    most directly.
 The perceptual feature network is the SRNet frozen after stage 1 (trained on CT only): VGG16
 weights cannot be downloaded here, and no network trained on HR MRI may enter this training.
 After each stage the SRNet is scored on held-out MR (metrics only; it is never trained on).
@@ -45,11 +49,11 @@ from isovox.volume import Volume
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import volume_path
-from .ctguided_data import ct_crop, ct_pair, degrade, load_ct, load_mr, mr_crop
+from .ctguided_data import ct_crop, ct_pair, degrade, load_ct, load_mr, mr_crop, mr_inplane_pair
 
 STAGES = ("1", "2", "3")
 LAMBDAS = {"adversarial": 1.0, "reconstruction": 10.0, "latent": 1.0, "perceptual": 1.0,
-           "self_consistency": 1.0, "translated": 1.0}
+           "self_consistency": 1.0, "translated": 1.0, "inplane": 1.0}
 
 
 def interior(t: torch.Tensor, border: int) -> torch.Tensor:
@@ -103,6 +107,7 @@ class CTGuidedTrainer:
         self.lambdas = {**LAMBDAS, **config.get("lambdas", {})}
         self.step, self.seconds = 0, 0.0
         self.ablation: dict[str, dict[str, float]] = {}
+        self.progress: dict[str, dict[str, float]] = {}  # stage-3 scores within the stage (diagnostic)
 
     # ------------------------------------------------------------------ schedule
     def stage_of(self, step: int) -> tuple[str, int, int]:
@@ -148,12 +153,21 @@ class CTGuidedTrainer:
         crops = [mr_crop(self.mr, self.config["patch"], self.rng) for _ in range(size)]
         return torch.from_numpy(np.stack([c[0] for c in crops])), [c[1] for c in crops]
 
+    def _inplane(self, size: int) -> torch.Tensor:
+        """SR of the LR MR's own in-plane axes re-sliced thick (our anchor; see mr_inplane_pair)."""
+        pairs = [mr_inplane_pair(self.mr, self.config["patch"], self.rng) for _ in range(size)]
+        return self._sr_l1([p[0] for p in pairs], [p[1] for p in pairs])
+
     def stage2_loss(self) -> dict[str, torch.Tensor]:
         x, axes = self._mr_batch(self.config["batch"])
         with torch.no_grad():
             pseudo = self.sr(x)[:, 0].numpy()
         loss = self._self_consistency(pseudo, axes)
-        return {"total": loss, "self_consistency": loss}
+        terms = {"self_consistency": loss, "total": loss}
+        if self.lambdas["inplane"]:
+            terms["inplane"] = self._inplane(self.config["batch"])
+            terms["total"] = loss + self.lambdas["inplane"] * terms["inplane"]
+        return terms
 
     def _phi(self, image01: torch.Tensor) -> torch.Tensor:
         """Frozen features of a single-channel image as if fully sampled (distance 0, k = 1)."""
@@ -165,8 +179,12 @@ class CTGuidedTrainer:
         x, axes = self._mr_batch(1)
         y = torch.from_numpy(ct_crop(self.ct, self.config["patch"], self.rng)[None])
         pseudo = self.sr(x)  # x~_H
-        a, b = pseudo * 2 - 1, y * 2 - 1  # CITNet works on [-1, 1]
-        c_x, s_x = cit.content_x(a), cit.attribute_x(a)
+        # CITNet works on [-1, 1]. The SRNet output reaches CITNet's losses as an input only, through
+        # the content code: as a reconstruction target (weight 10) it let the SRNet shrink those losses
+        # by collapsing its own output, which is how the first run diverged.
+        a_sr, b = pseudo * 2 - 1, y * 2 - 1
+        a = a_sr.detach()
+        c_x, s_x = cit.content_x(a_sr), cit.attribute_x(a)
         c_y, s_y = cit.content_y(b), cit.attribute_y(b)
         rand_x, rand_y = torch.randn(1, cit.dim), torch.randn(1, cit.dim)
         x_fake = cit.gen_x(c_y, rand_x)  # x'_H: CT content, MR attribute
@@ -201,6 +219,9 @@ class CTGuidedTrainer:
             translated = ((x_fake.detach() + 1) / 2)[:, 0].numpy()
             terms["translated"] = self._self_consistency(translated, [int(self.rng.integers(3))])
             total = total + lam["translated"] * terms["translated"]
+        if lam["inplane"]:
+            terms["inplane"] = self._inplane(1)
+            total = total + lam["inplane"] * terms["inplane"]
         terms["total"] = total
         return terms
 
@@ -257,6 +278,8 @@ class CTGuidedTrainer:
                 self.optimizers["sr"].zero_grad(set_to_none=True)
                 self.optimizers["g"].zero_grad(set_to_none=True)
                 terms["total"].backward()
+                if stage == "3":  # adversarial gradients into the SRNet stay bounded
+                    nn.utils.clip_grad_norm_(self.sr.parameters(), float(self.config.get("clip_stage3", 1.0)))
                 self.optimizers["sr"].step()
                 if stage == "3":
                     self.optimizers["g"].step()
@@ -267,6 +290,10 @@ class CTGuidedTrainer:
                               json.dumps({k: round(v, 5) for k, v in values.items() if k != "total"}), f"{elapsed:.1f}"])
                 bar.update(1)
                 bar.set_postfix(stage=stage, loss=f"{values['total']:.4f}")
+                every = int(self.config.get("score_every_stage3", 0))
+                if stage == "3" and every and (within + 1) % every == 0 and within + 1 < length:
+                    self.progress[str(self.step)] = self.evaluate_stage()  # to stop a diverging run early
+                    (self.out / "progress.json").write_text(json.dumps(self.progress, indent=1))
                 if within + 1 == length:  # end of a stage: score it, freeze the feature network after stage 1
                     if stage == "1":
                         self.phi.load_state_dict(self.sr.state_dict())
@@ -329,6 +356,10 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Stages (steps): {json.dumps(t['stages'])}, batch {t['batch']} (stage 3: 1), patch {t['patch']}, "
         f"loss weights {json.dumps(t['lambdas'])}",
         f"- Perceptual features: {t['perceptual_features']}",
+        "- Beyond the paper (weights above; 0 turns one off): stage 2 and 3 also learn from the LR MR's own "
+        "in-plane axes re-sliced thick (`inplane`); stage 3 keeps the stage-2 loss (`self_consistency`) and SR "
+        "of CITNet's MR-styled CT (`translated`), uses the SRNet output as a CITNet input but never as a "
+        "reconstruction target, and clips the SRNet's gradient (the first run, without these, diverged)",
         f"- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}", "",
         "## Stage ablation: held-out MR, one scan, masked PSNR dB / SSIM (baseline: cubic B-spline)", "",
         "| after stage | volume | SRNet | B-spline | gain (dB) |", "|---|---|---|---|---|",
@@ -340,7 +371,7 @@ def card_markdown(card: dict[str, Any]) -> str:
                          f"{row[f'{name} gain_db']:+.2f} |")
     lines += ["", "## Validated range (gain over the baseline, held-out MR)", "", "| setting | gain (dB) |", "|---|---|"]
     lines += [f"| {k} | {v:+.2f} |" for k, v in card["validation_gain_db"].items()]
-    lines += ["", f"Runs thinner than x{card['min_scale']} get the B-spline"
+    lines += ["", f"Runs thinner than x{card['min_scale']} get the B-spline (CubeAvg for 2-3 scans)"
               + ("" if card["multi_scan"] else "; runs with 2-3 scans get CubeAvg")
               + ("" if card["single_scan"] else "; single-scan runs get the B-spline")
               + ": the model did not beat them there on held-out data."]

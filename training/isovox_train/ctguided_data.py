@@ -129,3 +129,16 @@ def ct_pair(source: CTSource, size: int, k: float, rng: np.random.Generator) -> 
 def ct_crop(source: CTSource, size: int, rng: np.random.Generator) -> np.ndarray:
     crop = _crop(source.image, source.centres, size, rng)
     return _orient(crop, source.inplane[0], rng)[0][None]
+
+
+def mr_inplane_pair(source: MRSource, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    """(inputs, target, the scan's slice axis in the crop) from the LR MR alone: one of its sharp
+    in-plane axes re-sliced k-fold thick.
+
+    The target is the thick-slice scan itself (still blurred along its real slice axis), so the
+    pair holds no HR MRI; it shows the SRNet MR contrast at the degradation it must undo (SMORE).
+    """
+    crop = _crop(source.inputs[0], source.centres, size, rng)
+    crop, thick = _orient(crop, source.axis, rng)
+    inplane = [a for a in range(3) if a != thick]
+    return degrade(crop, inplane[int(rng.integers(2))], source.k), crop[None], thick
