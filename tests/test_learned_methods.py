@@ -16,6 +16,7 @@ from isovox.cli.main import main
 from isovox.grid import Grid
 from isovox.nets import build
 from isovox.sample import sample_reference_path, sample_scan_paths
+from isovox.volume import Volume
 
 TINY = {
     "isosrn": ("isosrn", {"channels": 4, "blocks": 1, "in_channels": 3, "image_residual": True}),
@@ -186,3 +187,31 @@ def test_air_keeps_the_fused_input_and_the_head_equals_whole_volume_inference(ti
     outside = np.ones(result.shape, bool)
     outside[box] = False
     np.testing.assert_allclose(result[outside], inputs.fusion.volume.data[outside], atol=1e-5)
+
+
+def test_hr_space_pairs_are_resliced_along_the_output_grids_slice_axis():
+    """A 3-D CNN fine-tuned along one axis learns nothing for the others: pairs for HR-space networks
+    put their re-sliced axis where the scan's slice axis lies on the output grid, also for a scan
+    stored with permuted, oblique axes."""
+    from isovox.adapt import _pair, sources
+    from isovox.phantoms import phantom
+
+    rng = np.random.default_rng(0)
+    crop = phantom((32, 32, 32)).astype(np.float32)
+    crop /= crop.max()
+    for position in range(3):
+        x, y, base = _pair("hr", crop, 4.0, 4, rng, position)
+        distance = x[1]  # distance to the nearest acquired slice varies along the re-sliced axis only
+        assert np.ptp(distance, axis=position).max() > 0
+        assert all(np.ptp(distance, axis=a).max() == 0 for a in range(3) if a != position)
+    # scan 1 fixes the output grid (oblique); scan 2 stores its axes permuted, slices along its array
+    # axis 0, which is the grid's axis 1
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    data = np.ones((24, 24, 24), np.float32) * (np.arange(24) % 3 + 1)
+    a1, a2 = np.eye(4), np.eye(4)
+    a1[:3, :3] = rotation @ np.diag([1.0, 1.0, 4.0])
+    a2[:3, :3] = rotation[:, [1, 2, 0]] @ np.diag([4.0, 1.0, 1.0])
+    first, second = Volume(data, a1), Volume(data, a2)
+    srcs = sources([first, second], "hr")
+    assert [s.slice_position for s in srcs] == [2, 1]

@@ -50,7 +50,8 @@ def run_arssr(request: MethodRequest) -> Volume:
         result = fuse(request.scans, grid=request.grid, register=bool(request.options.get("register")),
                       match_intensities=bool(request.options.get("match_intensity")), task=fuse_task)
         return result.volume.with_meta(model="arssr", fallback=fallback, intensity_maps=result.intensity_maps,
-                                       registrations=[t.tolist() for t in result.registrations])
+                                       registrations=[t.tolist() for t in result.registrations],
+                                       adaptation=adapted.summary() if adapted else None)
     finest = float(min(s.spacing.min() for s in request.scans))
     in_grid = input_grid(request.grid, finest)
     inputs = hr_inputs(request.scans, in_grid, None, bool(request.options.get("register")),

@@ -119,7 +119,8 @@ def _run_hr(request: MethodRequest, model_name: str) -> Volume:
         net_task.update(1.0, fallback)
         return inputs.fusion.volume.with_meta(model=model_name, fallback=fallback,
                                               registrations=[t.tolist() for t in inputs.fusion.registrations],
-                                              intensity_maps=inputs.fusion.intensity_maps)
+                                              intensity_maps=inputs.fusion.intensity_maps,
+                                              adaptation=adapted.summary() if adapted else None)
     halo = (module.receptive_radius,) * 3
     precision = _precision(request)
 
