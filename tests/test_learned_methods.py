@@ -215,3 +215,19 @@ def test_hr_space_pairs_are_resliced_along_the_output_grids_slice_axis():
     first, second = Volume(data, a1), Volume(data, a2)
     srcs = sources([first, second], "hr")
     assert [s.slice_position for s in srcs] == [2, 1]
+
+
+def test_adaptation_holds_out_a_central_band_that_training_crops_never_touch():
+    """The adapted-vs-shipped check must see anatomy (the middle of the scan, not an edge of air)
+    and data the fine-tuning never trained on."""
+    from isovox.adapt import Source, _crop
+
+    data = np.broadcast_to(np.arange(40, dtype=np.float32)[:, None, None], (40, 30, 12)).copy()
+    src = Source(data, (0, 1), 4.0, (15, 25), 2)
+    rng = np.random.default_rng(0)
+    for held_out in (True, False):
+        for _ in range(40):
+            crop = _crop(src, (8, 8, 8), held_out, rng)
+            values = np.unique(crop)
+            inside = (values >= 15) & (values < 25)
+            assert inside.all() if held_out else not inside.any()

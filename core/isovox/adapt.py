@@ -32,7 +32,7 @@ from .simulate import Acquisition, simulate_scan
 from .volume import Volume
 
 DEFAULT_SECONDS = 300.0
-HOLD_OUT = 0.25  # fraction of each scan's first in-plane axis kept for the adapted-vs-unadapted check
+HOLD_OUT = 0.25  # central fraction of each scan's first in-plane axis kept for the adapted-vs-unadapted check
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Source:
     data: np.ndarray  # HR-space kind: isotropic resampling; LR kind: native array
     inplane: tuple[int, int]
     k: float
-    split: int  # index along inplane[0]: [0, split) held out
+    held: tuple[int, int]  # [start, stop) along inplane[0] held out: the middle, where the anatomy is
     slice_position: int  # the output grid's axis nearest the scan's slice direction
 
 
@@ -80,14 +80,17 @@ def sources(scans: Sequence[Volume], kind: str, native_lr: bool = True) -> list[
             data = fuse([scan], grid=target_grid([scan], fine)).volume.data
         data = data / robust_max(data)
         position = int(np.argmax(np.abs(frame.T @ scan.directions[:, axis])))
-        out.append(Source(data.astype(np.float32), inplane, k, int(data.shape[inplane[0]] * HOLD_OUT), position))
+        n = data.shape[inplane[0]]
+        start = int(n * (1 - HOLD_OUT) / 2)
+        out.append(Source(data.astype(np.float32), inplane, k, (start, start + int(n * HOLD_OUT)), position))
     return out
 
 
 def _crop(src: Source, size: tuple[int, int, int], held_out: bool, rng: np.random.Generator) -> Optional[np.ndarray]:
     """A crop of ``size`` = (the in-plane axis to re-slice, the other in-plane axis, the slice axis).
 
-    Held-out crops come from [0, split) along the first in-plane axis, training crops from the rest.
+    Held-out crops come from the held-out band along the first in-plane axis, training crops from
+    one side of it or the other (never overlapping it).
     """
     first, second = src.inplane
     i = first if held_out or rng.random() < 0.5 else second
@@ -96,7 +99,13 @@ def _crop(src: Source, size: tuple[int, int, int], held_out: bool, rng: np.rando
     arr = np.transpose(src.data, order)
     where = order.index(first)
     bounds = [(0, n) for n in arr.shape]
-    bounds[where] = (0, src.split) if held_out else (src.split, arr.shape[where])
+    lo, hi = src.held
+    if held_out:
+        bounds[where] = (lo, hi)
+    else:
+        sides = [(0, lo), (hi, arr.shape[where])]
+        fits = [b - a for a, b in sides]
+        bounds[where] = sides[int(rng.random() * sum(fits) >= fits[0])] if sum(fits) else sides[0]
     size = tuple(min(s, hi - lo) for s, (lo, hi) in zip(size, bounds))
     if min(size) < 2:
         return None
