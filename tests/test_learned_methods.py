@@ -213,7 +213,7 @@ def test_hr_space_pairs_are_resliced_along_the_output_grids_slice_axis():
     a1[:3, :3] = rotation @ np.diag([1.0, 1.0, 4.0])
     a2[:3, :3] = rotation[:, [1, 2, 0]] @ np.diag([4.0, 1.0, 1.0])
     first, second = Volume(data, a1), Volume(data, a2)
-    srcs = sources([first, second], "hr")
+    srcs = sources([first, second])
     assert [s.slice_position for s in srcs] == [2, 1]
 
 

@@ -7,7 +7,8 @@ the network this very scan's anatomy, contrast and noise at the degradation it m
 along the real slice axis. HR-space networks see the scan on an isotropic grid, each pair
 turned so its re-sliced axis lies where the scan's slice axis lies on the output grid (a 3-D
 CNN is not rotation invariant: fine-tuned along one axis, it learns nothing for the others);
-LR-space networks (MRL) see it on its own grid with the in-plane axis first, as at inference.
+LR-space networks (MRL) get pairs cut from the same isotropic resampling, re-sliced along
+their LR grid's axis 0, as at inference (cut from the native array they overfit sooner).
 A slab of each scan is held out: the adapted network is used only if it beats the unadapted
 one there.
 """
@@ -39,7 +40,7 @@ HOLD_OUT = 0.25  # central fraction of each scan's first in-plane axis kept for 
 class Source:
     """One scan prepared for pair making: its data normalised, in-plane axes and thickness ratio."""
 
-    data: np.ndarray  # HR-space kind: isotropic resampling; LR kind: native array
+    data: np.ndarray  # the scan resampled onto an isotropic grid at its in-plane spacing
     inplane: tuple[int, int]
     k: float
     held: tuple[int, int]  # [start, stop) along inplane[0] held out: the middle, where the anatomy is
@@ -63,7 +64,7 @@ class Adapted:
                 f"{self.gain_before_db:+.2f} -> {self.gain_after_db:+.2f} dB, {verdict}")
 
 
-def sources(scans: Sequence[Volume], kind: str, native_lr: bool = True) -> list[Source]:
+def sources(scans: Sequence[Volume]) -> list[Source]:
     out = []
     frame = orthonormal_frame(scans[0].directions)  # the output grid's axes (see target_grid)
     for scan in scans:
@@ -74,10 +75,7 @@ def sources(scans: Sequence[Volume], kind: str, native_lr: bool = True) -> list[
         k = float(scan.spacing[axis]) / fine
         if k < 1.5:
             continue  # nothing thick to learn from
-        if kind == "lr" and native_lr:
-            data = np.asarray(scan.data, np.float32)
-        else:
-            data = fuse([scan], grid=target_grid([scan], fine)).volume.data
+        data = fuse([scan], grid=target_grid([scan], fine)).volume.data
         data = data / robust_max(data)
         position = int(np.argmax(np.abs(frame.T @ scan.directions[:, axis])))
         n = data.shape[inplane[0]]
@@ -118,13 +116,9 @@ def _pair(kind: str, crop: np.ndarray, k: float, factor: int, rng: np.random.Gen
 
     HR-space kinds move that axis to ``position`` first (where the real slice axis is at inference).
     """
-    if kind != "lr" and position:
-        rest = [a for a in range(3) if a != position]
-        order = [0, 0, 0]
-        order[position], order[rest[0]], order[rest[1]] = 0, 1, 2
-        crop = np.ascontiguousarray(np.transpose(crop, order))
-    else:
+    if kind == "lr":
         position = 0
+    crop = np.ascontiguousarray(np.moveaxis(crop, 0, position))
     volume = Volume(crop, np.eye(4))
     acq = Acquisition(axis=position, scale=min(k, crop.shape[position]), seed=int(rng.integers(2**31)))
     scan = simulate_scan(volume, acq)
@@ -146,7 +140,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 def adapt(module, kind: str, scans: Sequence[Volume], seconds: float = DEFAULT_SECONDS, task: Optional[Task] = None,
           seed: int = 0, patch: int = 32, batch: int = 2, lr: Optional[float] = None, border: int = 4,
-          bf16: Optional[bool] = None, native_lr: bool = False, checks: int = 8) -> Adapted:
+          bf16: Optional[bool] = None, checks: int = 8) -> Adapted:
     """Fine-tune a copy of ``module`` (kind "hr", "implicit" or "lr") on pairs made from ``scans`` for ``seconds``.
 
     The held-out gain is measured ``checks`` times during the run and the best weights are kept:
@@ -162,7 +156,7 @@ def adapt(module, kind: str, scans: Sequence[Volume], seconds: float = DEFAULT_S
     task = ensure_task(task)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    srcs = sources(scans, kind, native_lr)
+    srcs = sources(scans)
     model = copy.deepcopy(module).float().cpu()
     if not srcs:
         return Adapted(model, 0, 0.0, 0.0, 0.0, False)
