@@ -24,7 +24,7 @@ import numpy as np
 
 from isovox import api, datasets, io
 from isovox.metrics import evaluate, foreground_mask
-from isovox.registry import all_methods
+from isovox.methods import all_methods
 from isovox.simulate import insert_spheres, orthogonal_protocol, simulate_scans
 from isovox.volume import Volume
 
@@ -170,11 +170,11 @@ def ct_stages(names: list[str]) -> None:
     print("\n### CT-guided stage ablation: held-out MR, 1 scan x4 along the training axis (from training)\n")
     print("| after stage | " + " | ".join(f"{n} PSNR / SSIM (gain over B-spline)" for n in names) + " |")
     print("|---|" + "---|" * len(names))
-    for stage, row in card["stage_ablation"].items():
+    for stage, row in card.extra["stage_ablation"].items():
         cells = [f"{row[f'{n} psnr']:.2f} / {row[f'{n} ssim']:.4f} ({row[f'{n} gain_db']:+.2f})" if f"{n} psnr" in row
                  else "-" for n in names]
         print(f"| {stage} | " + " | ".join(cells) + " |")
-    axis = int(card["training"]["data"].split("along axis ")[1].split()[0])
+    axis = int(card.training["data"].split("along axis ")[1].split()[0])
     cells = []
     for name in names:
         hr = held_out(name)

@@ -65,8 +65,7 @@ def flat_arssr(tmp_path, monkeypatch):
     with torch.no_grad():
         net.decoder.out.weight.zero_()
         net.decoder.out.bias.zero_()
-    card = {"name": "arssr", "architecture": "arssr", "arguments": TINY, "guided": False}
-    models.save_model(net, "arssr", card, tmp_path / "models")
+    models.save_model(net, models.ModelCard("arssr", "arssr", TINY), tmp_path / "models")
     monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path / "models"))
 
 

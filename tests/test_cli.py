@@ -14,12 +14,12 @@ import pytest
 
 from isovox import io
 from isovox.cli.main import main
+from isovox.grid import rotation_matrix as rotation
+from isovox.phantoms import phantom
 from isovox.sample import sample_reference_path, sample_scan_paths
 from isovox.simulate import Acquisition, simulate_scan
 from isovox.volume import Volume
 
-from conftest import digest, oblique_affine, phantom, rotation
-from test_fusion import STORAGE, independent_cubeavg
 
 
 @pytest.fixture
@@ -40,13 +40,13 @@ def head(request, hr_oblique) -> Volume:
 
 
 @pytest.fixture
-def native_scans(tmp_path, head):
+def native_scans(tmp_path, head, scanner_storage):
     """Three orthogonal x4 scans of an oblique head, stored as scanners store them, in three formats."""
     hr_oblique = head
     paths, sims = [], {}
     for axis, suffix in ((2, ".nii.gz"), (1, ".mha"), (0, ".nrrd")):
         sims[axis] = simulate_scan(hr_oblique, Acquisition(axis=axis, scale=4))
-        stored = sims[axis].transposed(STORAGE[axis][0]).flipped(STORAGE[axis][1])
+        stored = sims[axis].transposed(scanner_storage[axis][0]).flipped(scanner_storage[axis][1])
         paths.append(io.write_volume(stored, tmp_path / f"scan{axis}{suffix}"))
     return paths, sims
 
@@ -58,7 +58,7 @@ def run_cli(args, capsys):
 
 
 @pytest.mark.parametrize("head", ["phantom", "colin27"], indirect=True)
-def test_run_cubeavg_lands_on_the_source_grid(tmp_path, native_scans, head, capsys):
+def test_run_cubeavg_lands_on_the_source_grid(tmp_path, native_scans, head, capsys, digest, independent_cubeavg):
     paths, sims = native_scans
     hr_oblique = head
     out = tmp_path / "out" / "iso.nii.gz"
@@ -102,8 +102,8 @@ def test_methods_json_lists_the_registry(capsys):
     assert "cubeavg" in out and "default" in out
 
 
-def test_simulate_info_evaluate(tmp_path, capsys):
-    hr_path = io.write_volume(Volume(phantom((32, 32, 32)), oblique_affine(np.random.default_rng(2))),
+def test_simulate_info_evaluate(tmp_path, capsys, make_oblique_affine):
+    hr_path = io.write_volume(Volume(phantom((32, 32, 32)), make_oblique_affine(np.random.default_rng(2))),
                               tmp_path / "hr.nii.gz")
     code, _, err = run_cli(["simulate", hr_path, "-o", tmp_path / "sim", "--axes", "0,2", "--scale", "2.5",
                             "--profile", "gaussian", "--gap", "0.5", "--noise", "0.02", "--seed", "4",
@@ -130,7 +130,7 @@ def test_info_warns_about_bad_protocols(tmp_path, capsys):
     b = simulate_scan(hr, Acquisition(axis=0, scale=4))
     paths = [io.write_volume(a, tmp_path / "a.nii.gz"), io.write_volume(b.with_data(b.data * 2), tmp_path / "b.nii.gz")]
     code, out, _ = run_cli(["info", *paths], capsys)
-    assert "same direction" in out and "--match-intensity" in out
+    assert code == 0 and "same direction" in out and "--match-intensity" in out
 
 
 def test_demo_writes_result_figure_and_metrics(tmp_path, capsys):
@@ -183,7 +183,7 @@ def _bad_files(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["2-D", "4-D", "NaN", "corrupt", "singular", "zero spacing", "negative spacing"])
-def test_bad_files_give_one_line_and_no_output(tmp_path, case, capsys):
+def test_bad_files_give_one_line_and_no_output(tmp_path, case, capsys, digest):
     path, message = _bad_files(tmp_path)[case]
     before = digest(path)
     out = tmp_path / "out.nii.gz"
@@ -202,6 +202,13 @@ def test_frame_selects_a_volume_of_4d_input(tmp_path, capsys):
     nib.save(nib.Nifti1Image(data, np.diag([1, 1, 3, 1])), str(tmp_path / "four.nii.gz"))
     code, _, err = run_cli(["run", tmp_path / "four.nii.gz", "--frame", "2", "-o", tmp_path / "o.nii.gz", "-q"], capsys)
     assert code == 0, err
+    # the same result as that frame alone in a 3-D file
+    nib.save(nib.Nifti1Image(data[..., 2], np.diag([1, 1, 3, 1])), str(tmp_path / "frame2.nii.gz"))
+    code, _, err = run_cli(["run", tmp_path / "frame2.nii.gz", "-o", tmp_path / "o2.nii.gz", "-q"], capsys)
+    assert code == 0, err
+    chosen, alone = io.read_volume(tmp_path / "o.nii.gz"), io.read_volume(tmp_path / "o2.nii.gz")
+    np.testing.assert_array_equal(chosen.affine, alone.affine)
+    np.testing.assert_allclose(chosen.data, alone.data, rtol=1e-6, atol=1e-6 * np.abs(alone.data).max())
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -223,7 +230,7 @@ def test_bad_parameters(tmp_path, native_scans, extra, message, capsys):
     assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
 
 
-def test_output_must_not_be_an_input(tmp_path, native_scans, capsys):
+def test_output_must_not_be_an_input(tmp_path, native_scans, capsys, digest):
     paths, _ = native_scans
     before = digest(paths[0])
     code, _, err = run_cli(["run", *paths, "-o", paths[0]], capsys)
@@ -280,7 +287,7 @@ def test_progress_lines_for_front_ends(tmp_path, native_scans, capsys):
 def test_defaults_follow_the_benchmark():
     """The shipped isoSRN (largest held-out gain, within the CPU speed target) is the default for 2-3 scans;
     one scan keeps the B-spline (no shipped model beat it there); the opt-in MRL never is a default."""
-    from isovox.registry import default_method, get_method
+    from isovox.methods import default_method, get_method
 
     assert get_method("mrl").rank_cpu < 0
     assert default_method(3, "cpu", scale=4.0).name == "isosrn" and default_method(3, "cuda", scale=4.0).name == "isosrn"

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from isovox import models  # noqa: E402
-from isovox.methods.learned import outside_validated_range  # noqa: E402
-from isovox.nets import build  # noqa: E402
-from isovox.nets.ctguided import AttributeEncoder, CITNet, ContentEncoder, Discriminator, Generator  # noqa: E402
-from isovox.tiling import run_tiled  # noqa: E402
-from isovox_train import ctguided_data  # noqa: E402
-from isovox_train.cli import main  # noqa: E402
+from isovox import models
+from isovox.models import ModelCard
+from isovox.nets import build
+from isovox.nets.ctguided import AttributeEncoder, CITNet, ContentEncoder, Discriminator, Generator
+from isovox.tiling import run_tiled
+from isovox_train import ctguided_data
+from isovox_train.cli import main
 
 SMOKE = {
     "name": "ctguided-smoke", "kind": "ctguided",
@@ -120,8 +116,8 @@ def test_three_stages_train_resume_and_export(tmp_path, monkeypatch):
         json.loads(rows[-1]["terms"]))
     monkeypatch.setenv("ISOVOX_MODELS", str(export))
     module, card = models.load_model("ctguided-smoke")
-    assert set(card["stage_ablation"]) == {"1", "2", "3"}
-    assert {"single_scan", "multi_scan", "min_scale"} <= set(card)
+    assert set(card.extra["stage_ablation"]) == {"1", "2", "3"}
+    assert card.single_scan is not None and card.multi_scan is not None and card.min_scale >= 2
     assert "Stage ablation" in (export / "ctguided-smoke" / "MODEL_CARD.md").read_text()
 
 
@@ -138,7 +134,8 @@ def test_stage3_updates_srnet_citnet_and_discriminators(tmp_path):
 
 
 def test_multi_scan_runs_outside_the_validated_range_get_cubeavg():
-    card = {"single_scan": True, "multi_scan": False, "min_scale": 3}
-    assert outside_validated_range(card, 4.0, 1) == ""
-    assert "CubeAvg used" in outside_validated_range(card, 4.0, 3)
-    assert "B-spline" in outside_validated_range({"single_scan": False}, 4.0, 1)
+    card = ModelCard("ctguided", "ctguided", {}, single_scan=True, multi_scan=False, min_scale=3)
+    assert card.outside_validated_range(4.0, 1) == ""
+    assert "CubeAvg used" in card.outside_validated_range(4.0, 3)
+    assert "below x3" in card.outside_validated_range(2.5, 1)
+    assert "B-spline" in ModelCard("m", "isosrn", {}, single_scan=False).outside_validated_range(4.0, 1)

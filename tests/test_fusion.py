@@ -5,47 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from isovox.errors import InputError
 from isovox.fusion import fuse, resample
 from isovox.grid import Grid, target_grid
+from isovox.grid import rotation_matrix as rotation
+from isovox.phantoms import phantom
 from isovox.simulate import Acquisition, simulate_scan
 from isovox.volume import Volume
 
-from conftest import oblique_affine, phantom, rotation
 
-
-def independent_cubeavg(hr: Volume, lr_arrays: dict[int, np.ndarray], k: int) -> np.ndarray:
-    """CubeAvg on the HR grid written from scratch: 1-D cubic B-spline along each scan's slice axis.
-
-    lr_arrays maps slice axis -> the scan's array in the HR axis order (as simulated).
-    Slab j of a x k scan is centred on HR index k*j + (k-1)/2.
-    """
-    total = np.zeros(hr.shape)
-    count = np.zeros(hr.shape)
-    for axis, lr in lr_arrays.items():
-        idx = np.indices(hr.shape, dtype=np.float64)
-        coord = (idx[axis] - (k - 1) / 2) / k
-        idx[axis] = coord
-        values = ndimage.map_coordinates(lr.astype(np.float64), idx, order=3, mode="reflect")
-        inside = (coord >= -0.5) & (coord <= lr.shape[axis] - 0.5)
-        total += np.where(inside, values, 0)
-        count += inside
-    return np.where(count > 0, total / np.maximum(count, 1), 0)
-
-
-STORAGE = {  # how each scan is stored: slice axis last, first axis reversed, as scanners do
-    0: ((1, 2, 0), (0,)),
-    1: ((0, 2, 1), (0,)),
-    2: ((0, 1, 2), (0,)),
-}
-
-
-def test_cubeavg_matches_independent_computation_on_oblique_native_scans(hr_oblique):
+def test_cubeavg_matches_independent_computation_on_oblique_native_scans(hr_oblique, scanner_storage,
+                                                                           independent_cubeavg):
     k = 4
     sims = {a: simulate_scan(hr_oblique, Acquisition(axis=a, scale=k)) for a in (2, 1, 0)}
-    stored = [sims[a].transposed(STORAGE[a][0]).flipped(STORAGE[a][1]) for a in (2, 1, 0)]
+    stored = [sims[a].transposed(scanner_storage[a][0]).flipped(scanner_storage[a][1]) for a in (2, 1, 0)]
     result = fuse(stored, spacing=1.0).volume
     # Exactly on the HR grid, up to axis order and direction.
     mapping = np.linalg.inv(hr_oblique.affine) @ result.affine
@@ -73,8 +47,8 @@ def test_separable_and_general_resampling_agree(hr_oblique):
     np.testing.assert_allclose(fast.values, general.values, atol=1e-4 * np.abs(general.values).max())
 
 
-def test_points_outside_a_scan_are_left_out_not_zero_filled(rng):
-    hr = Volume(phantom((32, 32, 32)) + 50, oblique_affine(rng, (1, 1, 1)))
+def test_points_outside_a_scan_are_left_out_not_zero_filled(rng, make_oblique_affine):
+    hr = Volume(phantom((32, 32, 32)) + 50, make_oblique_affine(rng, (1, 1, 1)))
     full = simulate_scan(hr, Acquisition(axis=2, scale=4))
     half = Volume(np.zeros((16, 32, 32)), hr.affine)  # covers only the first 16 rows, all zeros
     fused = fuse([full, half], grid=Grid.of(hr))

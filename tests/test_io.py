@@ -15,18 +15,16 @@ from isovox import io
 from isovox.errors import InputError
 from isovox.volume import Volume
 
-from conftest import digest, oblique_affine
-
 FORMATS = [".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"]
 PERMUTATIONS = [(0, 1, 2), (2, 0, 1), (1, 2, 0), (0, 2, 1)]
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
 @pytest.mark.parametrize("perm", PERMUTATIONS)
-def test_round_trip_keeps_geometry(tmp_path, rng, suffix, perm):
+def test_round_trip_keeps_geometry(tmp_path, rng, suffix, perm, make_oblique_affine):
     data = rng.normal(size=(7, 9, 11)).astype(np.float32)
     spacing = rng.uniform(0.4, 5.0, 3)
-    vol = Volume(data, oblique_affine(rng, spacing), {}).transposed(perm).flipped((1,))
+    vol = Volume(data, make_oblique_affine(rng, spacing), {}).transposed(perm).flipped((1,))
     path = io.write_volume(vol, tmp_path / f"v{suffix}")
     back = io.read_volume(path)
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-5)
@@ -36,8 +34,8 @@ def test_round_trip_keeps_geometry(tmp_path, rng, suffix, perm):
     np.testing.assert_allclose(back.index_to_world(ijk), vol.index_to_world(ijk), atol=1e-5)
 
 
-def test_nifti_sform_and_qform_agree(tmp_path, rng):
-    vol = Volume(np.zeros((4, 5, 6)), oblique_affine(rng, (0.9, 1.1, 4.0)))
+def test_nifti_sform_and_qform_agree(tmp_path, rng, make_oblique_affine):
+    vol = Volume(np.zeros((4, 5, 6)), make_oblique_affine(rng, (0.9, 1.1, 4.0)))
     path = io.write_volume(vol, tmp_path / "v.nii.gz")
     header = nib.load(str(path)).header
     assert int(header["sform_code"]) > 0 and int(header["qform_code"]) > 0
@@ -45,9 +43,9 @@ def test_nifti_sform_and_qform_agree(tmp_path, rng):
     np.testing.assert_allclose(header.get_sform(), vol.affine, atol=1e-6)
 
 
-def test_itk_reader_matches_nibabel_on_the_same_file(tmp_path, rng):
+def test_itk_reader_matches_nibabel_on_the_same_file(tmp_path, rng, make_oblique_affine):
     """Two libraries, two conventions (LPS vs RAS), one patient-space answer."""
-    vol = Volume(rng.normal(size=(5, 6, 7)), oblique_affine(rng, (1.0, 2.0, 3.0)))
+    vol = Volume(rng.normal(size=(5, 6, 7)), make_oblique_affine(rng, (1.0, 2.0, 3.0)))
     path = io.write_volume(vol, tmp_path / "v.nii.gz")
     via_itk = io.sitk_to_volume(sitk.ReadImage(str(path)))
     np.testing.assert_allclose(via_itk.affine, vol.affine, atol=1e-4)
@@ -78,9 +76,9 @@ def _write_dicom_series(folder: Path, vol: Volume) -> None:
         writer.Execute(sl)
 
 
-def test_dicom_series_folder(tmp_path, rng):
+def test_dicom_series_folder(tmp_path, rng, make_oblique_affine):
     data = np.round(rng.uniform(0, 1000, size=(8, 9, 6))).astype(np.float32)
-    vol = Volume(data, oblique_affine(rng, (0.8, 0.8, 4.0), max_angle=20))
+    vol = Volume(data, make_oblique_affine(rng, (0.8, 0.8, 4.0), max_angle=20))
     _write_dicom_series(tmp_path / "series", vol)
     back = io.read_volume(tmp_path / "series")
     np.testing.assert_allclose(back.affine, vol.affine, atol=1e-3)
@@ -104,12 +102,12 @@ def test_write_is_atomic_when_it_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(io, "_write_nifti", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         io.write_volume(vol, tmp_path / "out.nii.gz")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_write_refuses_to_overwrite_an_input(tmp_path):
+def test_write_refuses_to_overwrite_an_input(tmp_path, digest):
     vol = Volume(np.ones((4, 4, 4)), np.eye(4))
     src = io.write_volume(vol, tmp_path / "in.nii.gz")
     before = digest(src)
@@ -179,8 +177,10 @@ def test_four_d_data_needs_a_frame(tmp_path, rng):
 
 
 def test_single_frame_4d_is_accepted(tmp_path):
-    data = np.ones((4, 5, 6, 1), np.float32)
-    assert io.read_volume(_nifti(tmp_path, data)).shape == (4, 5, 6)
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6, 1)
+    back = io.read_volume(_nifti(tmp_path, data))
+    assert back.shape == (4, 5, 6)
+    np.testing.assert_array_equal(back.data, data[..., 0])
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -6,6 +6,7 @@ Quality is measured by benchmarks/learned.py; here: wiring, grids, ensemble, gui
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from isovox.cli.main import main
 from isovox.grid import Grid
 from isovox.nets import build
 from isovox.sample import sample_reference_path, sample_scan_paths
+from isovox.tiling import run_tiled
 from isovox.volume import Volume
 
 TINY = {
@@ -32,8 +34,8 @@ def tiny_models(tmp_path, monkeypatch):
     torch.manual_seed(0)
     root = tmp_path / "models"
     for name, (arch, kwargs) in TINY.items():
-        card = {"name": name, "architecture": arch, "arguments": kwargs, "guided": name.endswith("guided")}
-        models.save_model(build(arch, **kwargs), name, card, root)
+        card = models.ModelCard(name, arch, kwargs, guided=name.endswith("guided"))
+        models.save_model(build(arch, **kwargs), card, root)
     monkeypatch.setenv("ISOVOX_MODELS", str(root))
     return root
 
@@ -59,12 +61,36 @@ def test_single_scan_and_fractional_spacing(tmp_path, tiny_models):
 
 
 def test_ensemble_is_the_mean_over_flips(tiny_models):
-    scans = [io.read_volume(p) for p in sample_scan_paths()]
-    plain = api.super_resolve(scans, "isosrn").volume.data
-    ensemble = api.super_resolve(scans, "isosrn", ensemble=True).volume.data
+    """--ensemble on MRL (LR space, sub-slice channels) is the mean of the 8 flipped whole-scan predictions,
+    each flipped back, although the run is tiled and flips tile by tile."""
+    from isovox.errors import InputError
+    from isovox.features import lr_inputs
+    from isovox.nets.mrl import FixedFactor
+
+    scan = io.read_volume(sample_scan_paths()[0])
+    plain = api.super_resolve([scan], "mrl").volume.data
+    ensemble = api.super_resolve([scan], "mrl", ensemble=True).volume.data
     assert ensemble.shape == plain.shape and not np.allclose(ensemble, plain)
-    with pytest.raises(Exception, match="applies to learned methods"):
-        api.plan(scans, "cubeavg", ensemble=True)
+
+    module, _ = models.load_model("mrl")
+    lr = lr_inputs(scan, float(scan.spacing.min()), max(module.factors), with_base=True)
+    net = FixedFactor(module, lr.factor).eval()
+    outs = []
+    for flip in range(8):
+        axes = tuple(a for a in range(3) if flip >> a & 1)
+        x = np.flip(lr.array, tuple(a + 1 for a in axes)).copy()
+        if 0 in axes:  # the sub-slices of a slice come in reverse order when the slice axis flips
+            x[2:2 + lr.factor] = x[2:2 + lr.factor][::-1].copy()
+        with torch.inference_mode():
+            y = net(torch.from_numpy(x[None]))[0].numpy()
+        outs.append(np.flip(y, tuple(a + 1 for a in axes)))
+    whole = np.mean(outs, axis=0)
+    tiled = run_tiled(net, lr.array, (net.receptive_radius,) * 3, scale=(lr.factor, 1, 1), budget_bytes=2e6,
+                      bytes_per_voxel=2400.0 * lr.factor, ensemble=True, subslice_channels=lr.factor)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    assert np.abs(whole - outs[0]).max() > 1e-4  # the flips differ, so the mean is not one of them
+    with pytest.raises(InputError, match="applies to learned methods"):
+        api.plan([scan], "cubeavg", ensemble=True)
 
 
 def test_reference_uses_the_guided_model(tiny_models):
@@ -96,8 +122,8 @@ def test_runs_outside_the_validated_range_get_the_baseline_and_say_so(tmp_path, 
     """A card that records gains only from x5 up (and none for one scan) hands x4 runs to CubeAvg."""
     torch.manual_seed(0)
     arch, kwargs = TINY["isosrn"]
-    card = {"name": "isosrn", "architecture": arch, "arguments": kwargs, "min_scale": 5, "single_scan": False}
-    models.save_model(build(arch, **kwargs), "isosrn", card, tmp_path / "models")
+    card = models.ModelCard("isosrn", arch, kwargs, min_scale=5, single_scan=False)
+    models.save_model(build(arch, **kwargs), card, tmp_path / "models")
     monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path / "models"))
     scans = [io.read_volume(p) for p in sample_scan_paths()]
     plan = api.plan(scans, "isosrn")
@@ -105,8 +131,7 @@ def test_runs_outside_the_validated_range_get_the_baseline_and_say_so(tmp_path, 
     result = api.execute(plan).volume
     np.testing.assert_allclose(result.data, api.super_resolve(scans, "cubeavg").volume.data, atol=1e-5)
     assert any("B-spline used" in w for w in api.plan(scans[:1], "isosrn").warnings)
-    card["min_scale"] = 3
-    models.save_model(build(arch, **kwargs), "isosrn", card, tmp_path / "models")
+    models.save_model(build(arch, **kwargs), replace(card, min_scale=3), tmp_path / "models")
     plan = api.plan(scans, "isosrn")
     assert not any("isosrn:" in w for w in plan.warnings)
     assert np.abs(api.execute(plan).volume.data - result.data).max() > 0
@@ -152,7 +177,7 @@ def test_adaptation_runs_for_hr_space_networks(tiny_models, method):
 
 def test_the_default_supports_the_runs_scale(tiny_models):
     """A learned default covers x1.5-x8; a x10 run gets the best method that takes it (CubeAvg)."""
-    from isovox.registry import default_method
+    from isovox.methods import default_method
 
     scans = [io.read_volume(p) for p in sample_scan_paths()]
     learned = default_method(3, "cpu").name
@@ -164,7 +189,7 @@ def test_the_default_supports_the_runs_scale(tiny_models):
 def test_air_keeps_the_fused_input_and_the_head_equals_whole_volume_inference(tiny_models, ensemble):
     """HR-space networks compute only the anatomy's box (context read from the whole volume)."""
     from isovox.features import hr_inputs
-    from isovox.methods.learned import signal_box
+    from isovox.learned import signal_box
     from isovox.phantoms import phantom
     from isovox.simulate import orthogonal_protocol, simulate_scans
     from isovox.volume import Volume

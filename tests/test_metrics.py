@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isovox.metrics import aligned_to, evaluate, foreground_mask, psnr, ssim
 from isovox.grid import Grid
+from isovox.metrics import aligned_to, evaluate, foreground_mask, psnr, ssim
+from isovox.phantoms import phantom
 from isovox.volume import Volume
-
-from conftest import oblique_affine, phantom
 
 
 def test_psnr_known_value():
@@ -36,16 +35,16 @@ def test_foreground_mask_covers_the_head():
     assert mask[15, 15, 15] and not mask[0, 0, 0]
 
 
-def test_aligned_to_reindexes_permuted_grids_exactly(rng):
-    vol = Volume(phantom((12, 14, 10)), oblique_affine(rng))
+def test_aligned_to_reindexes_permuted_grids_exactly(rng, make_oblique_affine):
+    vol = Volume(phantom((12, 14, 10)), make_oblique_affine(rng))
     stored = vol.transposed((2, 0, 1)).flipped((0, 2))
     values, covered = aligned_to(stored, Grid.of(vol))
     assert covered.all()
     np.testing.assert_array_equal(values, vol.data)
 
 
-def test_evaluate_handles_a_partial_and_a_resampled_result(rng):
-    ref = Volume(phantom((20, 20, 20)), oblique_affine(rng))
+def test_evaluate_handles_a_partial_and_a_resampled_result(rng, make_oblique_affine):
+    ref = Volume(phantom((20, 20, 20)), make_oblique_affine(rng))
     crop = Volume(ref.data[:10], ref.affine)
     scores = evaluate(crop, ref)
     assert scores["psnr"] == float("inf") and scores["voxels_compared"] == 10 * 20 * 20

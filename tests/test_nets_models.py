@@ -40,8 +40,8 @@ def test_paper_isosrn_is_constructible():
 
 def _save(tmp_path, name="tiny"):
     net = build("recnn", layers=3, filters=4, in_channels=3)
-    card = {"name": name, "architecture": "recnn", "arguments": {"layers": 3, "filters": 4, "in_channels": 3}}
-    models.save_model(net, name, card, tmp_path)
+    card = models.ModelCard(name, "recnn", {"layers": 3, "filters": 4, "in_channels": 3})
+    models.save_model(net, card, tmp_path)
     return net
 
 
@@ -51,7 +51,8 @@ def test_model_round_trip_and_hash_check(tmp_path, monkeypatch):
     loaded, card = models.load_model("tiny")
     for a, b in zip(net.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
-    assert models.model_card("tiny")["weights_sha256"] == json.loads((tmp_path / "catalog.json").read_text())["tiny"]["sha256"]
+    recorded = json.loads((tmp_path / "tiny" / "model.json").read_text())["weights_sha256"]
+    assert models.model_card("tiny").weights_sha256 == recorded == models.sha256(tmp_path / "tiny" / "weights.safetensors")
     weights = tmp_path / "tiny" / "weights.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF  # one flipped bit in a weight
@@ -60,10 +61,16 @@ def test_model_round_trip_and_hash_check(tmp_path, monkeypatch):
         models.load_model("tiny")
 
 
-def test_unlisted_model_is_not_loaded(tmp_path, monkeypatch):
+def test_a_model_without_its_card_or_recorded_hash_is_not_loaded(tmp_path, monkeypatch):
     _save(tmp_path)
-    (tmp_path / "catalog.json").write_text("{}")
     monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path))
+    card = tmp_path / "tiny" / "model.json"
+    values = json.loads(card.read_text())
+    values.pop("weights_sha256")
+    card.write_text(json.dumps(values))
+    with pytest.raises(InputError, match="does not match the recorded"):
+        models.load_model("tiny")
+    card.unlink()
     assert not models.has_model("tiny")
     with pytest.raises(InputError, match="not installed"):
         models.load_model("tiny")

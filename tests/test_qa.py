@@ -7,12 +7,11 @@ import numpy as np
 from isovox.fusion import fuse
 from isovox.grid import Grid
 from isovox.intensity import robust_max
+from isovox.phantoms import phantom
 from isovox.qa import (acquired_distance_map, consistency_map, crop, difference_map, line_profile, preview_grid,
                        reacquire)
 from isovox.simulate import Acquisition, simulate_scan
 from isovox.volume import Volume
-
-from conftest import oblique_affine, phantom
 
 
 def test_difference_map_is_exact_across_storage_orders(hr_oblique):
@@ -39,12 +38,16 @@ def test_acquired_distance_cycles_through_each_slab():
     scan = simulate_scan(hr, Acquisition(axis=0, scale=4))  # slab centres at HR 1.5, 5.5, ...
     dist = acquired_distance_map(Grid.of(hr), [scan])
     np.testing.assert_allclose(dist[:8, 0, 0], [1.5, 0.5, 0.5, 1.5, 1.5, 0.5, 0.5, 1.5], atol=1e-5)
+    cycle = np.array([1.5, 0.5, 0.5, 1.5])  # mm to the nearest slab centre, repeating every 4 voxels
+    np.testing.assert_allclose(dist, np.broadcast_to(np.tile(cycle, 4)[:, None, None], hr.shape), atol=1e-5)
     both = acquired_distance_map(Grid.of(hr), [scan, simulate_scan(hr, Acquisition(axis=1, scale=4))])
     assert both.max() <= dist.max()
+    # two scans: the nearer of the two slice centres, voxel by voxel
+    np.testing.assert_allclose(both, np.minimum(dist, np.tile(cycle, 2)[None, :, None]), atol=1e-5)
 
 
-def test_line_profile_follows_a_ramp_in_mm(rng):
-    affine = oblique_affine(rng, (2.0, 2.0, 2.0))
+def test_line_profile_follows_a_ramp_in_mm(rng, make_oblique_affine):
+    affine = make_oblique_affine(rng, (2.0, 2.0, 2.0))
     idx = np.indices((10, 10, 10))[0].astype(np.float32)
     vol = Volume(idx * 3.0, affine)  # value = 3 x index along axis 0 = 1.5 per mm
     start = vol.index_to_world(np.array([1.0, 5, 5]))
@@ -57,8 +60,8 @@ def test_line_profile_follows_a_ramp_in_mm(rng):
     assert np.isnan(outside[-1]) and np.isfinite(outside[0])
 
 
-def test_preview_grid_and_crop_stay_on_the_parent_grid(rng):
-    vol = Volume(phantom((20, 22, 24)), oblique_affine(rng))
+def test_preview_grid_and_crop_stay_on_the_parent_grid(rng, make_oblique_affine):
+    vol = Volume(phantom((20, 22, 24)), make_oblique_affine(rng))
     centre = vol.index_to_world(np.array([10.0, 11, 12]))
     slab = preview_grid(Grid.of(vol), centre, half_width_mm=2.0, axis=1)
     assert slab.shape == (20, 5, 24)

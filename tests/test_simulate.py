@@ -7,10 +7,9 @@ import pytest
 
 from isovox.errors import InputError
 from isovox.grid import target_grid
+from isovox.phantoms import phantom
 from isovox.simulate import Acquisition, ProtocolRanges, sample_protocol, simulate_scan, slab_layout
 from isovox.volume import Volume
-
-from conftest import oblique_affine, phantom
 
 
 def test_thick_slice_sits_at_the_centre_of_its_slab(hr_oblique):
@@ -78,6 +77,10 @@ def test_rician_noise_level():
     background = scan.data[:6]
     # Rician noise on zero signal is Rayleigh: mean sigma * sqrt(pi/2)
     assert background.mean() == pytest.approx(sigma * np.sqrt(np.pi / 2), rel=0.05)
+    # at high SNR Rician noise is nearly Gaussian around sqrt(A^2 + sigma^2), with standard deviation sigma
+    bright = scan.data[7]
+    assert bright.mean() == pytest.approx(np.sqrt(200.0**2 + sigma**2), rel=0.01)
+    assert bright.std() == pytest.approx(sigma, rel=0.1)
     assert hr.data.max() == 0
 
 
@@ -95,13 +98,15 @@ def test_refused_parameters():
 
 
 @pytest.mark.parametrize("perm,flips", [((0, 1, 2), ()), ((2, 0, 1), (0,)), ((1, 2, 0), (1, 2))])
-def test_target_grid_recovers_the_source_grid(rng, perm, flips):
+def test_target_grid_recovers_the_source_grid(rng, perm, flips, make_oblique_affine):
     """Scans cut from one grid, asked for its spacing, give back exactly that grid (up to axis order)."""
-    hr = Volume(phantom((24, 28, 20)), oblique_affine(rng, (0.9, 0.9, 0.9)))
+    hr = Volume(phantom((24, 28, 20)), make_oblique_affine(rng, (0.9, 0.9, 0.9)))
     scans = [simulate_scan(hr, Acquisition(axis=a, scale=4)).transposed(perm).flipped(flips) for a in range(3)]
     grid = target_grid(scans, 0.9)
     mapping = np.linalg.inv(hr.affine) @ grid.affine
     assert np.allclose(np.abs(mapping[:3, :3]), np.abs(mapping[:3, :3]).round(), atol=1e-9)
     assert np.allclose(mapping[:3, 3], mapping[:3, 3].round(), atol=1e-6)  # centres on centres
     assert sorted(grid.shape) == sorted(hr.shape)
+    hr_axis = np.argmax(np.abs(mapping[:3, :3]), axis=0)  # the HR axis each grid axis runs along
+    assert tuple(grid.shape) == tuple(np.asarray(hr.shape)[hr_axis])
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from isovox import models  # noqa: E402
-from isovox_train.cli import main  # noqa: E402
+from isovox import models
+from isovox_train.cli import main
 
 
 @pytest.mark.parametrize("kind", ["hr", "lr", "implicit"])
@@ -44,7 +40,7 @@ def test_train_resume_export(tmp_path, kind, monkeypatch, capsys):
     assert [ln.split(",")[0] for ln in lines[1:]] == ["1", "2", "3"]
     monkeypatch.setenv("ISOVOX_MODELS", str(export))
     module, card = models.load_model(f"smoke-{kind}")
-    assert card["training"]["steps"] == 3 and (export / f"smoke-{kind}" / "MODEL_CARD.md").exists()
+    assert card.training["steps"] == 3 and card.kind == kind and (export / f"smoke-{kind}" / "MODEL_CARD.md").exists()
 
 
 def test_only_allowed_volumes_train():

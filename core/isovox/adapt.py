@@ -28,11 +28,12 @@ from .fusion import fuse, resample
 from .grid import Grid, orthonormal_frame, regrid_axis, target_grid
 from .info import thick_axis
 from .intensity import robust_max
+from .learning import autocast, native_bf16, psnr_gain, train_step
+from .options import DEFAULT_ADAPT_SECONDS
 from .progress import Task, ensure_task
 from .simulate import Acquisition, simulate_scan
 from .volume import Volume
 
-DEFAULT_SECONDS = 300.0
 HOLD_OUT = 0.25  # central fraction of each scan's first in-plane axis kept for the adapted-vs-unadapted check
 
 
@@ -133,12 +134,85 @@ def _pair(kind: str, crop: np.ndarray, k: float, factor: int, rng: np.random.Gen
     return inputs.array, crop[None], inputs.array[:1]
 
 
-def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    mse = float(np.mean((a[mask] - b[mask]) ** 2)) if mask.any() else 0.0
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+class Pairs:
+    """Training and held-out pairs cut from the scans, shaped for one kind of network.
+
+    ``kind``: "hr" (HR-space CNN), "implicit" (ArSSR) or "lr" (MRL on the LR grid); ``border``
+    voxels of each crop are left out of losses and checks, where the network lacks context."""
+
+    def __init__(self, kind: str, module, srcs: list[Source], patch: int, border: int) -> None:
+        self.kind, self.module, self.srcs, self.patch, self.border = kind, module, srcs, patch, border
+        lr_without_base = kind == "lr" and getattr(module, "base", "bspline") != "bspline"
+        self.channels = 2 if lr_without_base else None
+
+    def factor_for(self, k: float) -> int:
+        return int(min(max(getattr(self.module, "factors", (8,))), max(2, math.ceil(k - 1e-6))))
+
+    def crop_size(self, src: Source) -> tuple[int, int, int]:
+        if self.kind == "lr":
+            slices = max(4, min(10, 60 // self.factor_for(src.k)))
+            return (int(math.ceil(slices * src.k)) + 1, self.patch, self.patch)
+        return (self.patch,) * 3
+
+    def draw(self, held_out: bool, rng: np.random.Generator):
+        """((input, target, baseline), factor) from a random scan, or None when no crop has anatomy."""
+        for _ in range(50):
+            src = self.srcs[int(rng.integers(len(self.srcs)))]
+            crop = _crop(src, self.crop_size(src), held_out, rng)
+            if crop is not None and crop.shape[0] >= math.ceil(src.k) and crop.max() > 0.1:
+                factor = self.factor_for(src.k)
+                return _pair(self.kind, crop, src.k, factor, rng, src.slice_position), factor
+        return None
+
+    def forward(self, net, x: np.ndarray, factor: int):
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(x[:self.channels])[None])
+        if self.kind == "implicit":  # ArSSR decoding the crop's own voxel centres
+            points = torch.from_numpy(np.indices(x.shape[1:]).reshape(3, -1).T.astype(np.float32))
+            return net(t, points, torch.ones(3)).reshape(1, 1, *x.shape[1:])
+        return net(t, factor) if self.kind == "lr" else net(t)
+
+    def inner(self, t):
+        """``t`` without its crop border (an LR crop is thin along its slice axis, its array axis 0: kept)."""
+        if not self.border:
+            return t
+        lead = 1 if self.kind == "lr" else 0
+        return t[(slice(None),) * (t.ndim - 3 + lead) + (slice(self.border, -self.border),) * (3 - lead)]
+
+    def gain(self, net, held: list) -> float:
+        """Mean held-out PSNR gain (dB) of ``net`` over each pair's baseline."""
+        import torch
+
+        if not held:
+            return 0.0
+        net.eval()
+        values = []
+        with torch.inference_mode():
+            for (x, y, base), factor in held:
+                pred, y, base = (self.inner(a) for a in (self.forward(net, x, factor)[0].numpy(), y, base))
+                values.append(psnr_gain(pred, base, y, y > 0.08))
+        net.train()
+        return float(np.mean(values))
+
+    def loss(self, net, rng: np.random.Generator, batch: int, bf16: bool):
+        """Mean L1 over ``batch`` fresh training pairs (None when none could be drawn)."""
+        import torch
+        import torch.nn.functional as F
+
+        losses = []
+        for _ in range(batch):
+            item = self.draw(False, rng)
+            if item is None:
+                continue
+            (x, y, _), factor = item
+            with autocast(bf16):
+                pred = self.forward(net, x, factor)
+            losses.append(F.l1_loss(self.inner(pred.float()), self.inner(torch.from_numpy(y[None]))))
+        return sum(losses) / len(losses) if losses else None
 
 
-def adapt(module, kind: str, scans: Sequence[Volume], seconds: float = DEFAULT_SECONDS, task: Optional[Task] = None,
+def adapt(module, kind: str, scans: Sequence[Volume], seconds: float = DEFAULT_ADAPT_SECONDS, task: Optional[Task] = None,
           seed: int = 0, patch: int = 32, batch: int = 2, lr: Optional[float] = None, border: int = 4,
           bf16: Optional[bool] = None, checks: int = 8) -> Adapted:
     """Fine-tune a copy of ``module`` (kind "hr", "implicit" or "lr") on pairs made from ``scans`` for ``seconds``.
@@ -149,7 +223,6 @@ def adapt(module, kind: str, scans: Sequence[Volume], seconds: float = DEFAULT_S
     training); ``bf16`` defaults to on where the CPU has native bfloat16 (about twice the steps).
     """
     import torch
-    import torch.nn.functional as F
 
     lr = (1e-4 if kind == "lr" else 1e-5) if lr is None else lr
     bf16 = native_bf16() if bf16 is None else bf16
@@ -160,100 +233,31 @@ def adapt(module, kind: str, scans: Sequence[Volume], seconds: float = DEFAULT_S
     model = copy.deepcopy(module).float().cpu()
     if not srcs:
         return Adapted(model, 0, 0.0, 0.0, 0.0, False)
-
-    def factor_for(k: float) -> int:
-        return int(min(max(getattr(module, "factors", (8,))), max(2, math.ceil(k - 1e-6))))
-
-    def crop_size(src: Source) -> tuple[int, int, int]:
-        if kind == "lr":
-            f = factor_for(src.k)
-            slices = max(4, min(10, 60 // f))
-            return (int(math.ceil(slices * src.k)) + 1, patch, patch)
-        return (patch, patch, patch)
-
-    def draw(held_out: bool, generator: np.random.Generator):
-        for _ in range(50):
-            src = srcs[int(generator.integers(len(srcs)))]
-            crop = _crop(src, crop_size(src), held_out, generator)
-            if crop is not None and crop.shape[0] >= math.ceil(src.k) and crop.max() > 0.1:
-                pair = _pair(kind, crop, src.k, factor_for(src.k), generator, src.slice_position)
-                return pair, factor_for(src.k)
-        return None
-
-    channels = 2 if kind == "lr" and getattr(module, "base", "bspline") != "bspline" else None
-
-    def forward(net, x: np.ndarray, factor: int):
-        t = torch.from_numpy(np.ascontiguousarray(x[:channels])[None])
-        if kind == "implicit":  # ArSSR decoding the crop's own voxel centres
-            points = torch.from_numpy(np.indices(x.shape[1:]).reshape(3, -1).T.astype(np.float32))
-            return net(t, points, torch.ones(3)).reshape(1, 1, *x.shape[1:])
-        return net(t, factor) if kind == "lr" else net(t)
-
-    def inner(t):  # losses and checks skip the crop border, where the network lacks context
-        lead = 1 if kind == "lr" else 0  # an LR crop is thin along its slice axis (axis 0 of the array)
-        index = (slice(None),) * (t.ndim - 3 + lead) + (slice(border, -border),) * (3 - lead)
-        return t[index] if border else t
-
+    pairs = Pairs(kind, module, srcs, patch, border)
     check_rng = np.random.default_rng(seed + 1)
-    held = [p for p in (draw(True, check_rng) for _ in range(8)) if p is not None]
-
-    def gain(net) -> float:
-        if not held:
-            return 0.0
-        net.eval()
-        values = []
-        with torch.inference_mode():
-            for (x, y, base), factor in held:
-                pred, y, base = (inner(a) for a in (forward(net, x, factor)[0].numpy(), y, base))
-                head = y > 0.08
-                values.append(_psnr(pred, y, head) - _psnr(base, y, head))
-        net.train()
-        return float(np.mean(values))
-
-    before = best = gain(model)
+    held = [p for p in (pairs.draw(True, check_rng) for _ in range(8)) if p is not None]
+    before = best = pairs.gain(model, held)
     best_state, best_steps = None, 0
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     start, steps, next_check = time.perf_counter(), 0, seconds / checks
     while time.perf_counter() - start < seconds:
-        losses = []
-        for _ in range(batch):
-            item = draw(False, rng)
-            if item is None:
-                continue
-            (x, y, _), factor = item
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # ~2x the steps on a CPU with bf16
-                pred = forward(model, x, factor)
-            losses.append(F.l1_loss(inner(pred.float()), inner(torch.from_numpy(y[None]))))
-        if not losses:
+        loss = pairs.loss(model, rng, batch, bf16)
+        if loss is None:
             break
-        loss = sum(losses) / len(losses)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        value = train_step(loss, [optimizer])
         steps += 1
         elapsed = time.perf_counter() - start
         if elapsed >= next_check or elapsed >= seconds:
             next_check += seconds / checks
-            current = gain(model)
+            current = pairs.gain(model, held)
             if current > best:
-                best, best_steps = current, steps
-                best_state = copy.deepcopy(model.state_dict())
-        task.update(elapsed / seconds, f"adapting to the scans: step {steps}, loss {loss.item():.4f}, "
+                best, best_steps, best_state = current, steps, copy.deepcopy(model.state_dict())
+        task.update(elapsed / seconds, f"adapting to the scans: step {steps}, loss {value:.4f}, "
                                        f"best held-out gain {best - before:+.2f} dB")
-    elapsed = time.perf_counter() - start
-    used = best_state is not None
-    if used:
+    if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return Adapted(model if used else copy.deepcopy(module), best_steps, elapsed, before, best, used, steps)
-
-
-def native_bf16() -> bool:
-    """Whether this CPU runs bfloat16 natively (AVX512-BF16/AMX); elsewhere bf16 autocast is slower than fp32."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    used = best_state is not None
+    return Adapted(model if used else copy.deepcopy(module), best_steps, time.perf_counter() - start, before, best,
+                   used, steps)

@@ -18,9 +18,12 @@ from .errors import InputError
 from .fusion import check_overlap
 from .grid import Grid, parse_spacing, target_grid
 from .io import validate_volume
+from .methods import default_method, get_method
+from .options import RunOptions
 from .progress import Task, ensure_task
-from .registry import MethodRequest, MethodSpec, default_method, get_method
+from .registry import MethodRequest, MethodSpec
 from .resources import check_memory, resolve_device
+from .tiling import TILE_BUDGET_BYTES
 from .volume import Volume
 
 MAX_REFINEMENT = 8.0  # target spacing may be at most this many times finer than the finest input
@@ -35,7 +38,7 @@ class Plan:
     grid: Grid
     device: str
     reference: Optional[Volume] = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
     warnings: list[str] = field(default_factory=list)
     memory_bytes: int = 0
 
@@ -61,10 +64,44 @@ def plan(
     device: str = "auto",
     grid: Optional[Grid] = None,
     max_memory_bytes: Optional[int] = None,
-    **options: Any,
+    options: Optional[RunOptions] = None,
+    **option_values: Any,
 ) -> Plan:
-    """Check everything that can be checked before running; raise InputError/ResourceError."""
+    """Check everything that can be checked before running; raise InputError/ResourceError.
+
+    Run options come as a :class:`RunOptions` and/or by name (``register=True``...)."""
+    options = RunOptions.of(options, **option_values)
     scans = list(scans)
+    check_inputs(scans, reference)
+    device = resolve_device(device)
+    steps = parse_spacing(spacing)
+    spec = choose_method(method, scans, steps, grid, device, reference is not None)
+    check_method(spec, len(scans), options, reference)
+    warnings: list[str] = []
+    if reference is not None and spec.reference == "none":
+        if method:
+            raise InputError(f"method {spec.name} takes no --reference")
+        warnings.append(f"the reference is not used: the default method {spec.name} takes none")
+        reference = None
+    check_spacing(steps, scans)
+    if grid is None:
+        grid = target_grid(scans, steps)
+    if min(grid.shape) < 2:
+        raise InputError(f"the target grid {grid.shape} is too small; choose a finer --spacing")
+    check_overlap(scans, grid)
+    scale = float(max(s.spacing.max() for s in scans)) / float(grid.spacing.min())
+    lo, hi = spec.scales
+    if not spec.supports_scale(scale):
+        raise InputError(f"method {spec.name} supports scales {lo:g} to {hi:g}, this run needs x{scale:.2f}")
+    advice = spec.advise(scale, len(scans))
+    if advice:
+        warnings.append(f"{spec.name}: {advice}")
+    needed = memory_needed(spec, scans, grid, device)
+    check_memory(needed, f"an output of {'x'.join(str(n) for n in grid.shape)} voxels", max_memory_bytes)
+    return Plan(scans, spec, grid, device, reference, options, warnings, needed)
+
+
+def check_inputs(scans: Sequence[Volume], reference: Optional[Volume]) -> None:
     if not scans:
         raise InputError("give at least one scan")
     if len(scans) > 3:
@@ -73,88 +110,75 @@ def plan(
         validate_volume(scan, _label(scan, idx))
     if reference is not None:
         validate_volume(reference, "reference " + str(reference.meta.get("source", "")))
-    device = resolve_device(device)
+
+
+def choose_method(method: Optional[str], scans: Sequence[Volume], steps: Optional[np.ndarray], grid: Optional[Grid],
+                  device: str, with_reference: bool) -> MethodSpec:
+    """The named method, or the default for this run; the default must support the run's scale
+    (a learned model validated to x8 cannot take x11)."""
     if method:
-        spec = get_method(method)
-    else:  # the default must support this run's scale (a learned model validated to x8 cannot take x11)
-        steps = parse_spacing(spacing)
-        target = float(grid.spacing.min()) if grid is not None else (
-            float(steps.min()) if steps is not None else float(min(s.spacing.min() for s in scans)))
-        coarsest = float(max(s.spacing.max() for s in scans))
-        spec = default_method(len(scans), device, reference is not None, coarsest / max(target, 1e-9))
-    if not spec.min_scans <= len(scans) <= spec.max_scans:
-        raise InputError(f"method {spec.name} takes {spec.inputs}, got {len(scans)} scans")
-    if options.get("ensemble") and not spec.needs_weights:
+        return get_method(method)
+    target = float(grid.spacing.min()) if grid is not None else (
+        float(steps.min()) if steps is not None else float(min(s.spacing.min() for s in scans)))
+    coarsest = float(max(s.spacing.max() for s in scans))
+    return default_method(len(scans), device, with_reference, coarsest / max(target, 1e-9))
+
+
+def check_method(spec: MethodSpec, n_scans: int, options: RunOptions, reference: Optional[Volume]) -> None:
+    """The method takes this many scans, is installed, and accepts the options and the reference."""
+    if not spec.min_scans <= n_scans <= spec.max_scans:
+        raise InputError(f"method {spec.name} takes {spec.inputs}, got {n_scans} scans")
+    if options.ensemble and not spec.needs_weights:
         raise InputError(f"--ensemble applies to learned methods; {spec.name} is an interpolation")
     if not spec.available():
         raise InputError(f"method {spec.name} is not available: its weights are missing")
     check_adaptation(spec, options, reference)
-    warnings: list[str] = []
-    if reference is not None and spec.reference == "none":
-        if method:
-            raise InputError(f"method {spec.name} takes no --reference")
-        warnings.append(f"the reference is not used: the default method {spec.name} takes none")
-        reference = None
     if reference is None and spec.reference == "required":
         raise InputError(f"method {spec.name} needs a --reference HR image")
-    steps = parse_spacing(spacing)
+
+
+def check_spacing(steps: Optional[np.ndarray], scans: Sequence[Volume]) -> None:
+    """An output spacing between the finest input voxel / MAX_REFINEMENT and the coarsest input voxel."""
+    if steps is None:
+        return
     finest = float(min(s.spacing.min() for s in scans))
     coarsest = float(max(s.spacing.max() for s in scans))
-    if steps is not None:
-        if steps.min() < finest / MAX_REFINEMENT:
-            raise InputError(
-                f"spacing {steps.min():g} mm is more than {MAX_REFINEMENT:g}x finer than the finest "
-                f"acquired voxel ({finest:g} mm); isovox will not invent that much detail"
-            )
-        if steps.max() > coarsest:
-            raise InputError(
-                f"spacing {steps.max():g} mm is coarser than every input voxel ({coarsest:g} mm); "
-                "isovox makes higher-resolution volumes"
-            )
-    if grid is None:
-        grid = target_grid(scans, steps)
-    if min(grid.shape) < 2:
-        raise InputError(f"the target grid {grid.shape} is too small; choose a finer --spacing")
-    check_overlap(scans, grid)
-    scale = coarsest / float(grid.spacing.min())
-    lo, hi = spec.scales
-    if not lo - 1e-6 <= scale <= hi + 1e-6:
-        raise InputError(f"method {spec.name} supports scales {lo:g} to {hi:g}, this run needs x{scale:.2f}")
-    advice = spec.advise(scale, len(scans))
-    if advice:
-        warnings.append(f"{spec.name}: {advice}")
-    input_bytes = sum(s.data.nbytes for s in scans) * 3
-    needed = grid.n_voxels * spec.bytes_per_voxel + input_bytes
-    if spec.needs_weights and device == "cpu":  # network activations of one tile live in host memory
-        from .tiling import TILE_BUDGET_BYTES
+    if steps.min() < finest / MAX_REFINEMENT:
+        raise InputError(
+            f"spacing {steps.min():g} mm is more than {MAX_REFINEMENT:g}x finer than the finest "
+            f"acquired voxel ({finest:g} mm); isovox will not invent that much detail"
+        )
+    if steps.max() > coarsest:
+        raise InputError(
+            f"spacing {steps.max():g} mm is coarser than every input voxel ({coarsest:g} mm); "
+            "isovox makes higher-resolution volumes"
+        )
 
+
+def memory_needed(spec: MethodSpec, scans: Sequence[Volume], grid: Grid, device: str) -> int:
+    """Estimated peak memory of the run in bytes (the output grid, copies of the inputs, network tiles)."""
+    needed = grid.n_voxels * spec.bytes_per_voxel + sum(s.data.nbytes for s in scans) * 3
+    if spec.needs_weights and device == "cpu":  # network activations of one tile live in host memory
         # a tile never exceeds the budget, nor (much) the volume itself: ~2 KB of activations per voxel at most
         needed += int(min(TILE_BUDGET_BYTES, grid.n_voxels * 2048.0))
-    shape_text = "x".join(str(n) for n in grid.shape)
-    check_memory(needed, f"an output of {shape_text} voxels", max_memory_bytes)
-    return Plan(scans, spec, grid, device, reference, dict(options), warnings, needed)
+    return int(needed)
 
 
-def check_adaptation(spec: MethodSpec, options: dict[str, Any], reference: Optional[Volume]) -> None:
-    """--adapt fine-tunes a network on the scans: learned methods only, no reference, a sane time."""
-    seconds = options.get("adapt_seconds")
-    if seconds is not None and not options.get("adapt"):
-        raise InputError("--adapt-seconds needs --adapt")
-    if not options.get("adapt"):
+def check_adaptation(spec: MethodSpec, options: RunOptions, reference: Optional[Volume]) -> None:
+    """--adapt fine-tunes a network on the scans: learned methods only, no reference."""
+    if not options.adapt:
         return
     if not spec.needs_weights:
         raise InputError(f"--adapt fine-tunes a network; {spec.name} is an interpolation")
     if reference is not None:
         raise InputError("--adapt cannot use a --reference: pairs made from the scans have no reference")
-    if seconds is not None and not (np.isfinite(seconds) and 1 <= seconds <= 3600):
-        raise InputError(f"--adapt-seconds must be between 1 and 3600, got {seconds:g}")
 
 
 def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
     """Run a planned super-resolution and return the volume with its provenance."""
     task = ensure_task(task)
     start = time.perf_counter()
-    request = MethodRequest(list(run.scans), run.grid, run.reference, run.device, task, dict(run.options))
+    request = MethodRequest(list(run.scans), run.grid, run.reference, run.device, task, run.options)
     output = run.method.run(request)
     seconds = time.perf_counter() - start
     task.update(1.0, "done")
@@ -172,8 +196,9 @@ def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
         "shape": list(run.grid.shape),
         "scale": round(run.scale, 4),
         "device": run.device,
-        "options": {k: v for k, v in run.options.items() if isinstance(v, (bool, int, float, str))},
+        "options": run.options.to_dict(),
         "registrations": output.meta.get("registrations", []),
+        "fallback": output.meta.get("fallback"),
         "adaptation": output.meta.get("adaptation"),
         "intensity_maps": output.meta.get("intensity_maps", []),
         "seconds": round(seconds, 3),

@@ -137,3 +137,38 @@ def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
 
 def _sp(spacing: np.ndarray) -> str:
     return "x".join(f"{s:.3g}" for s in spacing)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = []
+    for idx, s in enumerate(report["scans"], start=1):
+        lines.append(f"scan {idx}: {s['source']}")
+        sp = "x".join(f"{v:g}" for v in s["spacing_mm"])
+        lines.append(f"  {'x'.join(map(str, s['shape']))} voxels of {sp} mm, orientation {s['orientation']}, "
+                     f"{s['obliquity_deg']:.1f} deg oblique")
+        if s["thick_axis"] is None:
+            lines.append("  no thick axis (near-isotropic)")
+        else:
+            thick = s.get("slice_thickness_mm")
+            gap = s.get("slice_gap_mm")
+            detail = (f", slice thickness {thick:g} mm, gap {gap:g} mm" if thick is not None
+                      else ", slice thickness not recorded")
+            lines.append(f"  thick axis {s['thick_axis']} ({s['anisotropy']:g}x the in-plane spacing){detail}")
+        i = s["intensity"]
+        lines.append(f"  intensity min {i['min']:.4g}, p1 {i['p1']:.4g}, p99 {i['p99']:.4g}, max {i['max']:.4g}")
+    if report.get("pairs"):
+        lines.append("across scans:")
+        for pair in report["pairs"]:
+            a, b = pair["scans"]
+            parts = []
+            if "slice_angle_deg" in pair:
+                parts.append(f"slice directions {pair['slice_angle_deg']:.1f} deg apart")
+            if "intensity_ratio" in pair:
+                parts.append(f"intensity ratio {pair['intensity_ratio']:.3f}")
+            lines.append(f"  scans {a}-{b}: " + (", ".join(parts) or "no shared foreground"))
+        overlap = report.get("overlap_with_scan_1")
+        if overlap:
+            lines.append("  field of view shared with scan 1: " + ", ".join(f"{100 * f:.0f}%" for f in overlap))
+    lines.append("warnings:" if report["warnings"] else "warnings: none")
+    lines.extend(f"  - {w}" for w in report["warnings"])
+    return "\n".join(lines)

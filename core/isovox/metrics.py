@@ -40,8 +40,14 @@ def foreground_mask(data: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     return ndimage.binary_fill_holes(mask)
 
 
-def psnr(result: np.ndarray, reference: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
-    scale = robust_max(reference)
+def psnr(result: np.ndarray, reference: np.ndarray, mask: Optional[np.ndarray] = None,
+         peak: Optional[float] = None) -> float:
+    """PSNR in dB over ``mask``: 10 log10(peak^2 / MSE).
+
+    Without ``peak`` both arrays are divided by the reference's robust maximum and the peak is 1
+    (the README's convention); with ``peak`` they are compared as they are (e.g. already
+    normalised training crops, ``peak=1``)."""
+    scale = robust_max(reference) if peak is None else float(peak)
     diff = (np.asarray(result, np.float64) - np.asarray(reference, np.float64)) / scale
     if mask is not None:
         diff = diff[mask]

@@ -130,7 +130,7 @@ def preview_grid(grid: Grid, centre: np.ndarray, half_width_mm: float, axis: Opt
     """
     axis = 2 if axis is None else axis
     ijk = np.linalg.inv(grid.affine) @ np.append(np.asarray(centre, float), 1.0)
-    half = max(1, int(np.ceil(half_width_mm / grid.spacing[axis])))
+    half = max(1, int(np.ceil(half_width_mm / grid.spacing[axis] - 1e-6)))  # 2 mm on a 1.9999999 mm grid: 1
     centre_index = int(np.clip(np.round(ijk[axis]), 0, grid.shape[axis] - 1))
     lo = max(0, centre_index - half)
     hi = min(grid.shape[axis], centre_index + half + 1)

@@ -1,8 +1,9 @@
-"""The one registry of super-resolution methods.
+"""The method registry's types: what a method is and how it registers itself.
 
-Methods register themselves with :func:`register`; their modules are imported
-explicitly by :mod:`isovox.methods` (never discovered by scanning folders). The
-CLI, napari and Slicer list methods only through :func:`all_methods`.
+This module is a leaf (it imports no method). Each file in :mod:`isovox.methods`
+calls :func:`register` once per method it defines; lookup, listing and the default
+choice live in :mod:`isovox.methods`, which imports those files. The CLI, napari
+and Slicer list methods only through :func:`isovox.methods.all_methods`.
 """
 
 from __future__ import annotations
@@ -10,22 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .errors import InputError
 from .grid import Grid
+from .options import RunOptions
 from .progress import Task
 from .volume import Volume
 
 
 @dataclass
 class MethodRequest:
-    """Everything a method's runner needs: fused-ready scans and the target grid."""
+    """Everything a method's runner needs: the scans, the target grid and the run's options."""
 
     scans: list[Volume]
     grid: Grid
     reference: Optional[Volume]
     device: str
     task: Task
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,14 @@ class MethodSpec:
             text += f", {self.reference} HR reference"
         return text
 
+    def takes(self, n_scans: int, with_reference: bool = False) -> bool:
+        """Whether the method accepts this many scans (and a missing reference when it needs one)."""
+        return self.min_scans <= n_scans <= self.max_scans and not (self.reference == "required"
+                                                                    and not with_reference)
+
+    def supports_scale(self, scale: Optional[float]) -> bool:
+        return scale is None or self.scales[0] - 1e-6 <= scale <= self.scales[1] + 1e-6
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -78,42 +87,13 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method; a second method of the same name is a programming error."""
     if spec.name in _REGISTRY:
         raise ValueError(f"method {spec.name!r} is registered twice")
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def _load() -> None:
-    from . import methods  # noqa: F401  (explicit imports register every method)
-
-
-def all_methods() -> list[MethodSpec]:
-    _load()
-    return list(_REGISTRY.values())
-
-
-def get_method(name: str) -> MethodSpec:
-    _load()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown method {name!r}; available: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def default_method(n_scans: int, device: str, with_reference: bool = False,
-                   scale: Optional[float] = None) -> MethodSpec:
-    """The best available method for this many scans on this device (and, if given, this scale)."""
-    candidates = [
-        m for m in all_methods()
-        if m.min_scans <= n_scans <= m.max_scans and m.available() and m.reference != "required"
-        and (scale is None or m.scales[0] - 1e-6 <= scale <= m.scales[1] + 1e-6)
-        and not m.advise(scale, n_scans)  # it would hand the run to its baseline: let the baseline be the default
-    ]
-    if not candidates:
-        raise InputError(f"no method takes {n_scans} scans")
-    gpu = device.startswith("cuda") or device == "mps"
-
-    def preference(m: MethodSpec) -> tuple[int, bool]:
-        return (m.rank_gpu if gpu else m.rank_cpu, with_reference and m.reference != "none")
-
-    return max(candidates, key=preference)
+def registered() -> dict[str, MethodSpec]:
+    """The methods registered so far, by name, in registration order."""
+    return dict(_REGISTRY)

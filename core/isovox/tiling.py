@@ -19,6 +19,56 @@ from .progress import Task, ensure_task
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 TILE_BUDGET_BYTES = 1.5e9  # activation memory tiles may use; the engine's memory check counts it
+FLIPS: tuple[tuple[int, ...], ...] = tuple(
+    tuple(a for a, f in enumerate(flip) if f) for flip in itertools.product((False, True), repeat=3))
+
+
+def default_precision(device: str) -> str:
+    """Half precision on CUDA; fp32 elsewhere (bf16 autocast is only fast on CPUs with native bf16)."""
+    return "fp16" if str(device).startswith("cuda") else "fp32"
+
+
+def flip_inputs(inputs: np.ndarray, axes: Sequence[int], subslice_channels: int = 0) -> np.ndarray:
+    """``inputs`` (C, D, H, W) flipped along spatial ``axes`` (0-2).
+
+    LR-space inputs hold the sub-slices of each slice in channels 2..2+r, whose order
+    reverses with spatial axis 0."""
+    if not axes:
+        return inputs
+    out = np.flip(inputs, tuple(a + 1 for a in axes))
+    if subslice_channels and 0 in axes:
+        out = out.copy()
+        out[2:2 + subslice_channels] = out[2:2 + subslice_channels][::-1]
+    return np.ascontiguousarray(out)
+
+
+class FlipEnsemble:
+    """A predictor averaged over the 8 flips of its tile's three spatial axes (isoSRN+ and the like).
+
+    Applied per tile: a flipped tile (halo included) is a tile of the flipped volume, so the
+    stitched result equals the whole-volume ensemble. With ``points`` (implicit decoders) the
+    query points, in tile voxel indices, are mirrored instead of the output.
+    """
+
+    def __init__(self, predictor: Callable[..., np.ndarray], subslice_channels: int = 0) -> None:
+        self.predictor = predictor
+        self.subslice_channels = subslice_channels
+
+    def __call__(self, piece: np.ndarray, points: Optional[np.ndarray] = None) -> np.ndarray:
+        total: Optional[np.ndarray] = None
+        for axes in FLIPS:
+            flipped = flip_inputs(piece, axes, self.subslice_channels)
+            if points is None:
+                out = self.predictor(flipped)
+                out = np.flip(out, tuple(a + 1 for a in axes)) if axes else out
+            else:
+                mirrored = np.array(points, dtype=np.float32, copy=True)
+                for a in axes:
+                    mirrored[:, a] = (piece.shape[a + 1] - 1) - mirrored[:, a]
+                out = self.predictor(flipped, mirrored)
+            total = np.asarray(out, np.float64) if total is None else total + out
+        assert total is not None
+        return (total / len(FLIPS)).astype(np.float32)
 
 
 def tile_starts(length: int, core: int) -> list[int]:
@@ -108,9 +158,7 @@ class TorchPredictor:
 
         self.torch = torch
         self.device = torch.device(device)
-        if precision == "auto":
-            precision = "fp16" if self.device.type == "cuda" else "fp32"
-        self.precision = precision
+        self.precision = default_precision(self.device.type) if precision in ("auto", None) else precision
         self.module = module.to(self.device).eval()
         if self.device.type == "cpu":
             self.module = self.module.to(memory_format=torch.channels_last_3d)
@@ -131,13 +179,16 @@ class TorchPredictor:
 
 
 def run_tiled(module, inputs: np.ndarray, halo: Sequence[int], scale: Sequence[int] = (1, 1, 1),
-              device: str = "cpu", precision: str = "auto", budget_bytes: float = TILE_BUDGET_BYTES,
+              device: str = "cpu", precision: Optional[str] = None, budget_bytes: float = TILE_BUDGET_BYTES,
               bytes_per_voxel: float = 2048.0, task: Optional[Task] = None,
-              region: Optional[Sequence[slice]] = None) -> np.ndarray:
+              region: Optional[Sequence[slice]] = None, ensemble: bool = False,
+              subslice_channels: int = 0) -> np.ndarray:
     """Tiled inference of a torch module, falling back to smaller tiles (then the CPU) on GPU memory errors.
 
-    ``region``: compute only this box of the output (see :func:`tiled_inference`)."""
-    predictor = TorchPredictor(module, device, precision)
+    ``region``: compute only this box of the output (see :func:`tiled_inference`); ``ensemble``:
+    average each tile over the 8 flips (:class:`FlipEnsemble`)."""
+    network = TorchPredictor(module, device, precision)
+    predictor = FlipEnsemble(network, subslice_channels) if ensemble else network
     budget = budget_bytes
     shape = inputs.shape[1:]
     bounds = [r.indices(n)[:2] for r, n in zip(region or (slice(None),) * 3, shape)]
@@ -148,10 +199,11 @@ def run_tiled(module, inputs: np.ndarray, halo: Sequence[int], scale: Sequence[i
         try:
             return tiled_inference(inputs, predictor, tile, halo, scale, task=task, region=region)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
-            if predictor.device.type != "cuda" or "out of memory" not in str(exc).lower():
+            if network.device.type != "cuda" or "out of memory" not in str(exc).lower():
                 raise
-            predictor.torch.cuda.empty_cache()
+            network.torch.cuda.empty_cache()
             if budget > 64e6:
                 budget /= 4
             else:
-                predictor = TorchPredictor(module, "cpu", "fp32")
+                network = TorchPredictor(module, "cpu", "fp32")
+                predictor = FlipEnsemble(network, subslice_channels) if ensemble else network

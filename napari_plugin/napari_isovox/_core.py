@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from isovox import api, qa
+from isovox import api, frontend, qa
 from isovox.errors import InputError
 from isovox.grid import Grid
-from isovox.info import preflight
-from isovox.io import file_sha256
+from isovox.options import RunOptions
 from isovox.progress import Task
-from isovox.registry import MethodSpec, all_methods, default_method
 from isovox.volume import Volume
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -94,14 +92,12 @@ def volume_layer_data(volume: Volume, name: str, **kwargs: Any) -> LayerData:
     if order != (0, 1, 2):
         volume = volume.transposed(order).with_meta(file_axis_order=list(order))
     meta = {k: v for k, v in volume.meta.items() if _jsonable(v)}
-    finite = np.asarray(volume.data)[np.isfinite(volume.data)]
-    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
     attrs: dict[str, Any] = {
         "name": name,
         "affine": np.asarray(volume.affine),
         "metadata": {META_KEY: meta},
         "colormap": "gray",
-        "contrast_limits": (float(lo), float(hi) if hi > lo else float(lo) + 1.0),
+        "contrast_limits": frontend.display_limits(volume.data),
         "axis_labels": RAS_LABELS,
         "units": ("mm", "mm", "mm"),
     }
@@ -111,11 +107,7 @@ def volume_layer_data(volume: Volume, name: str, **kwargs: Any) -> LayerData:
 
 def diverging_layer_data(volume: Volume, name: str, limit: Optional[float] = None) -> LayerData:
     """A signed map in a diverging colormap centred at 0 (NaN = no data, shown transparent)."""
-    values = np.asarray(volume.data)
-    finite = np.abs(values[np.isfinite(values)])
-    if limit is None:
-        limit = float(np.percentile(finite, 99)) if finite.size else 1.0
-    limit = limit if limit > 0 else 1.0
+    limit = frontend.diverging_limit(volume.data) if limit is None or limit <= 0 else float(limit)
     return volume_layer_data(volume, name, colormap="bwr", contrast_limits=(-limit, limit))
 
 
@@ -139,27 +131,6 @@ def suggest_roles(layers: Sequence[ImageLike]) -> tuple[list[ImageLike], Optiona
     return [layer for _, layer in scans[:3]], reference
 
 
-def methods_for(n_scans: int, with_reference: bool) -> list[MethodSpec]:
-    """The registry's methods that accept this many scans (and the reference choice), default first."""
-    usable = [m for m in all_methods() if m.min_scans <= n_scans <= m.max_scans
-              and not (m.reference == "required" and not with_reference)]
-    try:
-        best = default_method(max(n_scans, 1), "cpu", with_reference).name
-    except InputError:
-        best = None
-    return sorted(usable, key=lambda m: m.name != best)
-
-
-def preflight_text(scans: Sequence[Volume]) -> tuple[str, list[str]]:
-    """The engine's pre-flight report as text, and its warnings (for the panel)."""
-    from isovox.cli.commands import format_report
-
-    if not scans:
-        return "choose 1-3 scans", []
-    report = preflight(scans)
-    return format_report(report), list(report["warnings"])
-
-
 # --------------------------------------------------------------------------- runs
 
 
@@ -173,16 +144,13 @@ class RunRequest:
     scale: Optional[float] = None  # coarsest input spacing / target spacing (fractional allowed)
     reference: Optional[Volume] = None
     device: str = "auto"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
 
     def target_spacing(self) -> Optional[float | str]:
         if self.spacing not in (None, "", 0):
             return self.spacing
         if self.scale:
-            if self.scale <= 0:
-                raise InputError("the scale must be positive")
-            coarsest = max(float(s.spacing.max()) for s in self.scans)
-            return coarsest / float(self.scale)
+            return frontend.spacing_for_scale(self.scans, float(self.scale))
         return None
 
 
@@ -199,7 +167,7 @@ def make_task(progress: Optional[Callable[[float, str], None]], cancelled: Optio
 
 def plan_run(request: RunRequest, grid: Optional[Grid] = None) -> api.Plan:
     return api.plan(request.scans, request.method, spacing=request.target_spacing(), reference=request.reference,
-                    device=request.device, grid=grid, **request.options)
+                    device=request.device, grid=grid, options=request.options)
 
 
 def run_super_resolution(request: RunRequest, task: Optional[Task] = None) -> RunOutput:
@@ -207,31 +175,16 @@ def run_super_resolution(request: RunRequest, task: Optional[Task] = None) -> Ru
     run = plan_run(request)
     result = api.execute(run, task)
     name = f"isovox {run.method.name} {run.grid.spacing.min():.3g}mm"
-    provenance = dict(result.provenance)
-    for entry, scan in zip(provenance["inputs"], request.scans):  # as `isovox run` records them
-        path = scan.meta.get("path")
-        if path and Path(path).exists():
-            entry["path"] = str(path)
-            entry["sha256"] = file_sha256(path)
+    provenance = frontend.record_inputs(result.provenance, [scan.meta.get("path") for scan in request.scans])
     return RunOutput(result.volume.with_meta(provenance=provenance), provenance, name)
 
 
 def run_preview(request: RunRequest, centre_ras: Sequence[float], half_width_mm: float = 4.0,
                 normal_ras: Optional[Sequence[float]] = None, task: Optional[Task] = None) -> RunOutput:
-    """Super-resolve only a slab around ``centre_ras`` (seconds instead of minutes).
-
-    ``normal_ras``: the viewer's slice normal in RAS; the slab is cut across the
-    output-grid axis most parallel to it (default: the grid's last axis). Previews skip
-    --adapt, which would take minutes: they show the shipped network.
-    """
-    request = replace(request, options={k: v for k, v in request.options.items() if k not in ("adapt", "adapt_seconds")})
-    full = plan_run(request)
-    axis = None
-    if normal_ras is not None:
-        directions = full.grid.affine[:3, :3] / full.grid.spacing
-        axis = int(np.argmax(np.abs(directions.T @ np.asarray(normal_ras, float))))
-    slab = qa.preview_grid(full.grid, np.asarray(centre_ras, float), half_width_mm, axis)
-    run = plan_run(request, grid=slab)
+    """Super-resolve only a slab around ``centre_ras`` across the view's ``normal_ras`` (seconds, not minutes;
+    see :func:`isovox.frontend.preview_plan`)."""
+    run = frontend.preview_plan(request.scans, centre_ras, half_width_mm, normal_ras, request.method,
+                                request.target_spacing(), request.reference, request.device, request.options)
     result = api.execute(run, task)
     provenance = dict(result.provenance, preview=True)
     return RunOutput(result.volume.with_meta(provenance=provenance), provenance,

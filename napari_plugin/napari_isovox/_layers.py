@@ -34,16 +34,12 @@ def notify_error(exc: BaseException) -> None:
     """Errors reach the user as one napari notification, never a traceback."""
     from napari.utils.notifications import show_error, show_info
 
-    from isovox.errors import CancelledError, IsovoxError
+    from isovox.frontend import ExitCode, exit_code, user_message
 
-    if isinstance(exc, CancelledError):
+    if exit_code(exc) == ExitCode.CANCELLED:
         show_info("isovox: cancelled; nothing was added")
-    elif isinstance(exc, IsovoxError):
-        show_error(f"isovox: {exc}")
-    elif isinstance(exc, MemoryError):
-        show_error("isovox: ran out of memory; choose a coarser spacing")
     else:
-        show_error(f"isovox: internal error: {type(exc).__name__}: {exc}")
+        show_error(f"isovox: {user_message(exc)}")
 
 
 def current_point_and_normal(viewer: Any) -> tuple[np.ndarray, np.ndarray]:

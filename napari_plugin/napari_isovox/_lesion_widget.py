@@ -10,6 +10,8 @@ from qtpy.QtWidgets import (
     QFileDialog, QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout, QWidget,
 )
 
+from isovox import frontend
+
 from . import _core
 from ._layers import camera_of, find_layer, image_layers, notify_error, single_view
 
@@ -106,9 +108,8 @@ class LesionPanel(QWidget):
         self.crops.clear()
         for idx, (name, image) in enumerate(panels.items()):
             view = self.crops.addViewBox(row=idx, col=0, lockAspect=True, invertY=True)
-            finite = image[np.isfinite(image)]
-            lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
-            item = pg.ImageItem(np.nan_to_num(image, nan=lo).T, levels=(lo, hi if hi > lo else lo + 1))
+            lo, hi = frontend.display_limits(image, (1, 99))
+            item = pg.ImageItem(np.nan_to_num(image, nan=lo).T, levels=(lo, hi))
             view.addItem(item)
             label = pg.TextItem(name, color="y", anchor=(0, 0))
             view.addItem(label)

@@ -14,6 +14,9 @@ from qtpy.QtWidgets import (
     QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
+from isovox import frontend
+from isovox.options import RunOptions
+
 from . import _core
 from ._layers import (
     add_layer_data, current_point_and_normal, find_layer, image_layers, notify_error, start_worker,
@@ -39,7 +42,12 @@ class RunPanel(QWidget):
         self._cancel_requested = False
         self._progress = _Progress()
         self._progress.changed.connect(self._show_progress)
+        self._make_widgets()
+        self._lay_out()
+        self._connect()
+        self.refresh_layers(suggest=True)
 
+    def _make_widgets(self) -> None:
         self.scan_list = QListWidget()
         self.scan_list.setToolTip("Tick 1-3 thick-slice scans (suggested from their geometry)")
         self.scan_list.setMaximumHeight(90)
@@ -66,7 +74,7 @@ class RunPanel(QWidget):
         self.adapt.setToolTip("Fine-tunes a copy of the network on the scans' own in-plane detail; "
                               "kept only if it beats the shipped network on a held-out slab. Previews skip it.")
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.addItems(list(frontend.DEVICES))
         self.slab = QDoubleSpinBox()
         self.slab.setRange(1.0, 30.0)
         self.slab.setValue(4.0)
@@ -87,6 +95,7 @@ class RunPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Scans", self.scan_list)
         form.addRow("HR reference", self.reference)
@@ -113,6 +122,7 @@ class RunPanel(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+    def _connect(self) -> None:
         self.check_button.clicked.connect(self.run_preflight)
         self.preview_button.clicked.connect(self.preview)
         self.run_button.clicked.connect(self.run)
@@ -120,9 +130,8 @@ class RunPanel(QWidget):
         self.scan_list.itemChanged.connect(lambda *_: self.refresh_methods())
         self.reference.currentIndexChanged.connect(lambda *_: self.refresh_methods())
         self.method.currentIndexChanged.connect(self._show_method_help)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(lambda *_: self.refresh_layers())
-        self.refresh_layers(suggest=True)
 
     # ------------------------------------------------------------------ inputs
 
@@ -170,7 +179,7 @@ class RunPanel(QWidget):
         self.method.blockSignals(True)
         self.method.clear()
         with_ref = self.reference.currentText() not in ("", NO_REFERENCE)
-        for spec in _core.methods_for(len(self.scan_names()), with_ref):
+        for spec in frontend.methods_for(len(self.scan_names()), with_ref):
             label = spec.name if spec.available() else f"{spec.name} (weights missing)"
             self.method.addItem(label, spec.name)
             self.method.setItemData(self.method.count() - 1, spec.description, Qt.ToolTipRole)
@@ -180,8 +189,7 @@ class RunPanel(QWidget):
         self._show_method_help()
 
     def _show_method_help(self, *_: Any) -> None:
-        name = self.method.currentData()
-        spec = next((m for m in _core.all_methods() if m.name == name), None)
+        spec = frontend.method_named(self.method.currentData())
         self.method_help.setText(f"{spec.description} Takes {spec.inputs}." if spec else "")
 
     def request(self) -> _core.RunRequest:
@@ -194,15 +202,13 @@ class RunPanel(QWidget):
         scans = [_core.layer_to_volume(find_layer(self.viewer, n)) for n in names]
         ref_layer = find_layer(self.viewer, self.reference.currentText())
         reference = _core.layer_to_volume(ref_layer) if ref_layer is not None else None
-        spec = next((m for m in _core.all_methods() if m.name == self.method.currentData()), None)
-        if spec is not None and spec.reference == "none":
-            reference = None  # a reference layer is for comparison only with this method
+        # a reference layer is for comparison only with a method that takes none
+        reference = frontend.reference_for_method(self.method.currentData(), reference)
         return _core.RunRequest(
             scans=scans, method=self.method.currentData(), spacing=self.spacing.value() or None,
             scale=self.scale.value() or None, reference=reference, device=self.device.currentText(),
-            options={"register": self.register.isChecked(), "match_intensity": self.match.isChecked(),
-                     **({"ensemble": True} if self.ensemble.isChecked() else {}),
-                     **({"adapt": True} if self.adapt.isChecked() else {})},
+            options=RunOptions(register=self.register.isChecked(), match_intensity=self.match.isChecked(),
+                               ensemble=self.ensemble.isChecked(), adapt=self.adapt.isChecked()),
         )
 
     # ------------------------------------------------------------------ work
@@ -274,7 +280,7 @@ class RunPanel(QWidget):
             self.status.setText("pre-flight done")
             self.progress.setValue(1000)
 
-        return self._start(_core.preflight_text, request.scans, done=show, label="checking...")
+        return self._start(frontend.preflight_text, request.scans, done=show, label="checking...")
 
     def preview(self) -> Any:
         """Super-resolve a slab around the current slice only."""

@@ -1,4 +1,4 @@
-"""Plugin test fixtures: an Xvfb display for the GUI tests, synthetic oblique volumes.
+"""Plugin test fixtures: an Xvfb display for the GUI tests, synthetic oblique volumes and DICOM series.
 
 ``make test`` runs plain ``pytest`` with no display; napari needs a real GL context
 (offscreen Qt gives a blank canvas), so the first GUI test starts Xvfb and points
@@ -11,12 +11,14 @@ import os
 import shutil
 import subprocess
 
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 import pytest
 
-from isovox.volume import Volume
-
 from isovox.grid import rotation_matrix as rotation
+from isovox.volume import Volume
 
 _XVFB: subprocess.Popen | None = None
 
@@ -75,3 +77,32 @@ def oblique_volume() -> Volume:
     affine[:3, :3] = linear[:, [2, 0, 1]] * np.array([1, -1, 1])  # permuted + flipped storage
     affine[:3, 3] = [-40.0, 25.0, 12.5]
     return Volume(data, affine, {"source": "oblique phantom"})
+
+
+def _write_dicom_series(folder: Path, volume: Volume) -> None:
+    """A minimal MR series, one file per slice along the last axis, as scanners store them."""
+    import SimpleITK as sitk
+
+    from isovox.io import volume_to_sitk
+
+    image = sitk.Cast(volume_to_sitk(volume), sitk.sitkInt16)
+    folder.mkdir()
+    d = image.GetDirection()
+    orientation = "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        plane = image[:, :, k]
+        origin = "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k)))
+        for tag, value in (("0008|0060", "MR"), ("0020|000d", "1.2.3.4"), ("0020|000e", "1.2.3.4.5"),
+                           ("0020|0032", origin), ("0020|0037", orientation), ("0020|0013", str(k + 1))):
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(plane)
+
+
+@pytest.fixture(scope="session")
+def write_dicom_series() -> Callable[[Path, Volume], None]:
+    """``write_dicom_series(folder, volume)``: write ``volume`` as a DICOM MR series into the new ``folder``
+    (int16, one file per slice along the volume's last axis)."""
+    return _write_dicom_series

@@ -75,7 +75,8 @@ def test_sample_data_opens_with_geometry(viewer):
 
 
 def test_dock_suggests_roles_and_lists_registry_methods(dock, viewer):
-    from isovox.registry import all_methods, get_method
+    from isovox.frontend import methods_for
+    from isovox.methods import all_methods, get_method
 
     assert tuple(viewer.dims.order) == (2, 1, 0)  # opens on the axial plane: A up, R across
 
@@ -83,9 +84,9 @@ def test_dock_suggests_roles_and_lists_registry_methods(dock, viewer):
     assert panel.scan_names() == ["colin27_axial_4mm", "colin27_coronal_4mm", "colin27_sagittal_4mm"]
     assert panel.reference.currentText() == "colin27_hr (reference)"
     listed = {panel.method.itemData(i) for i in range(panel.method.count())}
-    assert listed == {m.name for m in _core.methods_for(3, True)} and listed <= {m.name for m in all_methods()}
+    assert listed == {m.name for m in methods_for(3, True)} and listed <= {m.name for m in all_methods()}
     first = get_method(panel.method.itemData(0))
-    assert first.name == _core.methods_for(3, True)[0].name
+    assert first.name == methods_for(3, True)[0].name
     assert first.description in panel.method_help.text() and first.inputs in panel.method_help.text()
 
 
@@ -116,7 +117,7 @@ def test_run_in_worker_adds_result_with_geometry(qtbot, dock, viewer, tmp_path):
     assert side["provenance"]["method"] == "cubeavg" and side["provenance"]["spacing"] == [2.0, 2.0, 2.0]
     first = side["provenance"]["inputs"][0]
     assert first["path"].endswith("colin27_axial_4mm.nii.gz") and len(first["sha256"]) == 64
-    assert side["provenance"]["options"] == {"register": False, "match_intensity": False}
+    assert side["provenance"]["options"] == {"register": False, "match_intensity": False, "ensemble": False, "adapt": False}
 
 
 def test_bad_choice_is_a_notification_not_a_traceback(qtbot, dock, viewer):

@@ -13,7 +13,7 @@ from isovox.sample import sample_scan_paths
 
 
 def test_view_opens_files_with_the_dock(display, capsys):
-    from isovox.cli.view import open_viewer
+    from napari_isovox._view import open_viewer
 
     paths = [str(p) for p in sample_scan_paths()]
     viewer = open_viewer(paths)

@@ -25,7 +25,6 @@ from slicer.util import VTKObservationMixin
 from IsoVoxLib import dependencies
 
 ENGINE_SOURCE_SETTING = "IsoVox/EngineSource"  # PyPI name, wheel or source folder of the engine
-DEVICES = ("auto", "cpu", "cuda", "mps")
 SAVE_FORMATS = (("NRRD (.nrrd)", ".nrrd"), ("NIfTI (.nii.gz)", ".nii.gz"))
 AUTO_METHOD = "auto (best available)"
 OVERLAY_NONE = "None"
@@ -140,7 +139,6 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = IsoVoxLogic()
 
-        self.ui.deviceComboBox.addItems(list(DEVICES))
         self.ui.saveFormatComboBox.addItems([label for label, _ in SAVE_FORMATS])
         self.ui.overlayComboBox.addItems([OVERLAY_NONE, OVERLAY_REFERENCE, OVERLAY_FUSED])
         self.ui.progressBar.hide()
@@ -261,31 +259,32 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def populateMethods(self):
         """Fill the method list from the engine's registry (empty until the engine is installed)."""
         self.ui.methodComboBox.clear()
+        self.ui.deviceComboBox.clear()
         if not self.logic.engineInstalled():
+            self.ui.deviceComboBox.addItem("auto")
             self.ui.methodDescriptionLabel.text = (
                 "The isovox engine and PyTorch are installed (after you agree) when you first press Super-resolve.")
             return
-        from isovox import registry
+        from isovox import frontend
 
+        self.ui.deviceComboBox.addItems(list(frontend.DEVICES))
         self.ui.methodComboBox.addItem(AUTO_METHOD)  # the engine's default for the number of scans and device
-        for spec in registry.all_methods():
+        for spec in frontend.all_methods():
             self.ui.methodComboBox.addItem(spec.name)
-            self.ui.methodComboBox.setItemData(self.ui.methodComboBox.count - 1,
-                                               f"{spec.inputs}: {spec.description}", qt.Qt.ToolTipRole)
+            self.ui.methodComboBox.setItemData(self.ui.methodComboBox.count - 1, frontend.method_help(spec),
+                                               qt.Qt.ToolTipRole)
         self.onMethodChanged()
 
     def onMethodChanged(self, index=None):
         if not self.logic.engineInstalled() or not self.ui.methodComboBox.currentText:
             return
-        from isovox import registry
+        from isovox import frontend
 
         if self.ui.methodComboBox.currentText == AUTO_METHOD:
             self.ui.methodDescriptionLabel.text = "The engine picks the best available method for these scans."
             self.onInputsChanged()
             return
-        spec = registry.get_method(self.ui.methodComboBox.currentText)
-        state = "" if spec.available() else " (weights missing)"
-        self.ui.methodDescriptionLabel.text = f"{spec.inputs}: {spec.description}{state}"
+        self.ui.methodDescriptionLabel.text = frontend.method_help(frontend.get_method(self.ui.methodComboBox.currentText))
         self.onInputsChanged()
 
     def onInputsChanged(self, node=None):
@@ -306,13 +305,13 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         spacing = self.ui.spacingSliderWidget.value or None
         if self.ui.scaleSliderWidget.value > 0:
             spacing = self.logic.engine.spacing_for_scale(self.inputNodes(), self.ui.scaleSliderWidget.value)
-        from IsoVoxLib.logic import reference_for
+        from isovox.frontend import reference_for_method
 
         method = None if self.ui.methodComboBox.currentText in ("", AUTO_METHOD) else self.ui.methodComboBox.currentText
         return {
             "method": method,
             "spacing": spacing,
-            "reference": reference_for(method, self.ui.referenceSelector.currentNode()),
+            "reference": reference_for_method(method, self.ui.referenceSelector.currentNode()),
             "device": self.ui.deviceComboBox.currentText or "auto",
             "register": self.ui.registerCheckBox.checked,
             "match_intensity": self.ui.matchIntensityCheckBox.checked,

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from mrml_helpers import hr, hr_node, load_with_storage_node, scan_files, scan_nodes, scene  # noqa: F401
 from IsoVoxLib.compare import (COMPARE_LAYOUT_ID, assign_compare_views, consistency_nodes, difference_node,
-                               diverging_color_node, fused_input_node, install_compare_layout, symmetric_limit)
+                               diverging_color_node, fused_input_node, install_compare_layout)
 from IsoVoxLib.convert import volume_from_node
 from IsoVoxLib.geometry import suggest_partners, suggest_references
 from IsoVoxLib.logic import IsoVoxLogic
 from IsoVoxLib.save import input_files, save_volume
 from isovox import qa
+from isovox.frontend import diverging_limit
 from isovox.errors import InputError
 from isovox.io import read_volume
 from isovox.fusion import fuse
@@ -35,7 +35,7 @@ def test_residual_is_the_engines_difference_with_a_diverging_window(scene, resul
     display = node.GetDisplayNode()
     assert display.GetColorNodeID() == diverging_color_node(scene).GetID()
     assert display.GetLevel() == 0.0
-    assert display.GetWindow() == pytest.approx(2 * symmetric_limit(expected), rel=1e-5)
+    assert display.GetWindow() == pytest.approx(2 * diverging_limit(expected), rel=1e-5)
     colors = diverging_color_node(scene)
     assert colors.GetNumberOfColors() == 256
     low, mid, high = [0.0] * 4, [0.0] * 4, [0.0] * 4
@@ -86,7 +86,8 @@ def test_partners_and_references_are_suggested_from_geometry(scene, scan_nodes, 
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz"])
-def test_saved_file_round_trips_geometry_and_sidecar(scene, tmp_path, result, scan_nodes, suffix):
+def test_saved_file_round_trips_geometry_and_sidecar(scene, tmp_path, result, scan_nodes, suffix,
+                                                      load_with_storage_node):
     out = save_volume(result, tmp_path / f"iso{suffix}", protect=input_files(scan_nodes))
     assert result.GetStorageNode().GetFileName() == str(out)
     again = load_with_storage_node(scene, out, "reloaded")

@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrml_helpers import hr, oblique_affine, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
-# after mrml_helpers: it skips this module cleanly when slicer-core (and its vtk) is missing
 import vtk
 from IsoVoxLib.convert import add_volume_node, array_to_matrix, matrix_to_array, volume_from_node, world_ijk_to_ras
 from isovox.errors import InputError
 from isovox.io import read_volume
 from isovox.volume import Volume
-
 
 
 def test_loaded_node_matches_the_engine_reader_voxel_for_voxel(scan_nodes, scan_files):
@@ -27,9 +24,9 @@ def test_loaded_node_matches_the_engine_reader_voxel_for_voxel(scan_nodes, scan_
         assert [converted.data[tuple(b)] for b in back] == [engine.data[tuple(i)] for i in ijk]
 
 
-def test_round_trip_keeps_an_oblique_anisotropic_voxel_in_place(scene):
+def test_round_trip_keeps_an_oblique_anisotropic_voxel_in_place(scene, fixed_oblique_affine):
     data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
-    volume = Volume(data, oblique_affine(spacing=(0.7, 1.3, 3.0)))
+    volume = Volume(data, fixed_oblique_affine(spacing=(0.7, 1.3, 3.0)))
     node = add_volume_node(scene, volume, "oblique")
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
@@ -43,8 +40,8 @@ def test_round_trip_keeps_an_oblique_anisotropic_voxel_in_place(scene):
     np.testing.assert_allclose(back.affine, volume.affine, atol=1e-12)
 
 
-def test_linear_parent_transform_is_included(scene):
-    volume = Volume(np.ones((3, 4, 5)), oblique_affine())
+def test_linear_parent_transform_is_included(scene, fixed_oblique_affine):
+    volume = Volume(np.ones((3, 4, 5)), fixed_oblique_affine())
     node = add_volume_node(scene, volume, "moved")
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     shift = np.eye(4)

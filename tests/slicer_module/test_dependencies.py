@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from mrml_helpers import MODULE_DIR  # noqa: F401  (sets sys.path)
 from IsoVoxLib.dependencies import (ENGINE_REQUIREMENTS, InstallPlan, default_engine_source, install, install_plan,
                                     to_install)
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrml_helpers import hr, hr_node, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
 from IsoVoxLib.convert import matrix_to_array, volume_from_node
 from IsoVoxLib.lesions import compare_lesions, jump_to_lesion, lesion_list, lesions
 from IsoVoxLib.logic import IsoVoxLogic

@@ -7,14 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from mrml_helpers import hr, hr_node, load_with_storage_node, scan_files, scan_nodes, scene  # noqa: F401  (sets sys.path)
-# after mrml_helpers: it skips this module cleanly when slicer-core (and its vtk) is missing
 import slicer
 import vtk
 from IsoVoxLib.convert import array_to_matrix, matrix_to_array, volume_from_node
-from IsoVoxLib.logic import (IsoVoxLogic, get_provenance, method_names, methods_for, output_name, reference_for,
-                             slab_axis)
-from isovox import api, qa, registry
+from IsoVoxLib.logic import IsoVoxLogic, get_provenance, output_name
+from isovox import api, frontend, qa
+from isovox.methods import default_method
 from isovox.errors import InputError
 from isovox.io import read_volume
 from isovox.sample import sample_scan_paths
@@ -68,7 +66,7 @@ def test_output_node_is_reused_named_and_carries_provenance(scene, scan_nodes):
 
 def test_one_scan_with_the_default_method(scan_nodes):
     node = IsoVoxLogic().process(scan_nodes[:1], method=None, spacing=2.0)
-    assert get_provenance(node)["method"] == registry.default_method(1, "cpu").name
+    assert get_provenance(node)["method"] == default_method(1, "cpu").name
     single = IsoVoxLogic().process(scan_nodes[0], method=None, spacing=2.0)  # one node, not in a list
     assert single.GetName().startswith("T2ax isovox-") and single is not node
     assert tuple(IsoVoxLogic().process((scan_nodes[0], None), None, 2.0).GetImageData().GetDimensions()) == \
@@ -111,17 +109,16 @@ def test_preview_is_a_slab_of_the_full_result(scan_nodes):
     np.testing.assert_allclose(slab.data, inside, rtol=1e-4, atol=1e-3 * np.abs(inside).max())
 
 
-def test_slab_axis_follows_the_view_normal(scan_nodes):
-    grid = IsoVoxLogic().plan(scan_nodes, spacing=2.0).grid
+def test_preview_slab_is_cut_across_the_view_normal(scan_nodes):
+    """The red view of an oblique scene looks along some grid axis; the preview slab is thin along it."""
+    logic = IsoVoxLogic()
+    grid = logic.plan(scan_nodes, spacing=2.0).grid
     directions = grid.affine[:3, :3] / grid.spacing
-    assert [slab_axis(grid, directions[:, a] * -1) for a in range(3)] == [0, 1, 2]
-    assert slab_axis(grid, None) is None
-
-
-def test_methods_come_from_the_registry():
-    assert method_names() == [m.name for m in registry.all_methods()]
-    assert "cubeavg" in [m.name for m in methods_for(2)]
-    assert all(m.min_scans <= 1 for m in methods_for(1))
+    centre = grid.affine[:3, :3] @ (np.array(grid.shape) / 2) + grid.affine[:3, 3]
+    for axis in range(3):
+        node = logic.preview(scan_nodes, centre, 2.0, directions[:, axis] * -1, spacing=2.0)
+        shape = volume_from_node(node).shape
+        assert sorted(shape)[0] == shape[axis] == 3 and shape[axis] < grid.shape[axis]
 
 
 def test_warnings_turn_a_refusal_into_one_sentence(scan_nodes):
@@ -158,7 +155,7 @@ def test_converted_volumes_are_cached_until_the_voxels_change(scan_nodes):
     assert logic._cache == {}
 
 
-def test_real_sample_scans_loaded_by_slicer_give_the_engines_result(scene):
+def test_real_sample_scans_loaded_by_slicer_give_the_engines_result(scene, load_with_storage_node):
     """Colin27's three 4 mm scans as Slicer reads the NIfTI files (it reorders axes) vs the engine on the files."""
     paths = sample_scan_paths()
     nodes = [load_with_storage_node(scene, p, n) for p, n in zip(paths, ("ax", "cor", "sag"))]
@@ -176,11 +173,8 @@ def test_real_sample_scans_loaded_by_slicer_give_the_engines_result(scene):
 
 
 def test_the_reference_goes_to_the_engine_only_for_methods_that_take_one(scan_nodes, hr_node):
-    assert reference_for("cubeavg", hr_node) is None
-    assert reference_for(None, hr_node) is hr_node
-    assert reference_for("cubeavg", None) is None
-    for spec in registry.all_methods():
+    for spec in frontend.all_methods():
         expected = None if spec.reference == "none" else hr_node
-        assert reference_for(spec.name, hr_node) is expected
+        assert frontend.reference_for_method(spec.name, hr_node) is expected
     with pytest.raises(InputError, match="takes no"):
         IsoVoxLogic().process(scan_nodes, "cubeavg", reference=hr_node)

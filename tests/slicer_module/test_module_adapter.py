@@ -9,8 +9,6 @@ import types
 import numpy as np
 import pytest
 
-from mrml_helpers import hr, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
-# after mrml_helpers: it skips this module cleanly when slicer-core (and its vtk) is missing
 import vtk
 from IsoVoxLib.convert import matrix_to_array, volume_from_node
 from isovox import api

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from mrml_helpers import hr, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
 from IsoVoxLib.convert import volume_from_node
 from IsoVoxLib.logic import IsoVoxLogic, get_provenance
-from IsoVoxLib.process import BackgroundRun, EngineProcess, engine_command, parse_progress
+from IsoVoxLib.process import BackgroundRun, EngineProcess, engine_command
+from isovox.frontend import parse_progress
 from isovox.errors import CancelledError, InputError
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrml_helpers import hr, hr_node, scan_files, scan_nodes, scene  # noqa: F401  (fixtures; sets sys.path)
-# after mrml_helpers: it skips this module cleanly when slicer-core (and its vtk) is missing
 import slicer
 from IsoVoxLib.convert import volume_from_node
 from IsoVoxLib.logic import IsoVoxLogic

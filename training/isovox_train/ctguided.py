@@ -40,10 +40,12 @@ from isovox import models
 from isovox.features import hr_inputs
 from isovox.grid import Grid
 from isovox.io import read_volume
+from isovox.learning import train_step
 from isovox.metrics import evaluate
+from isovox.models import ModelCard
 from isovox.nets import build
 from isovox.nets.ctguided import CITNet
-from isovox.simulate import Acquisition, orthogonal_protocol, simulate_scans
+from isovox.simulate import orthogonal_protocol, simulate_scans
 from isovox.tiling import run_tiled
 from isovox.volume import Volume
 
@@ -195,9 +197,7 @@ class CTGuidedTrainer:
 
         d_loss = (bce(cit.dis_x(a.detach()), True) + bce(cit.dis_x(x_fake.detach()), False)
                   + bce(cit.dis_y(b), True) + bce(cit.dis_y(y_fake.detach()), False))
-        self.optimizers["d"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["d"].step()
+        train_step(d_loss, [self.optimizers["d"]])
 
         self_rec = F.l1_loss(cit.gen_x(c_x, s_x), a) + F.l1_loss(cit.gen_y(c_y, s_y), b)
         c_y_hat, s_x_hat = cit.content_x(x_fake), cit.attribute_x(x_fake)
@@ -275,14 +275,10 @@ class CTGuidedTrainer:
                     group["lr"] = base * self.lr_factor(within, length)
                 self.sr.train()
                 terms = {"1": self.stage1_loss, "2": self.stage2_loss, "3": self.stage3_losses}[stage]()
-                self.optimizers["sr"].zero_grad(set_to_none=True)
-                self.optimizers["g"].zero_grad(set_to_none=True)
-                terms["total"].backward()
-                if stage == "3":  # adversarial gradients into the SRNet stay bounded
-                    nn.utils.clip_grad_norm_(self.sr.parameters(), float(self.config.get("clip_stage3", 1.0)))
-                self.optimizers["sr"].step()
-                if stage == "3":
-                    self.optimizers["g"].step()
+                joint = stage == "3"  # stage 3 also steps CITNet; adversarial gradients into the SRNet stay bounded
+                train_step(terms["total"], [self.optimizers["sr"]] + ([self.optimizers["g"]] if joint else []),
+                           zero=[self.optimizers["sr"], self.optimizers["g"]],
+                           clip=(self.sr.parameters(), float(self.config.get("clip_stage3", 1.0))) if joint else None)
                 self.step += 1
                 elapsed = self.seconds + time.perf_counter() - started
                 values = {k: float(v.detach()) for k, v in terms.items()}
@@ -318,12 +314,11 @@ class CTGuidedTrainer:
     def export(self, root: Path, validation: dict[str, Any]) -> Path:
         config = self.config
         ranges = self.validated_range()
-        card = {
-            "name": config["name"], "architecture": "ctguided", "arguments": config["arguments"], "kind": "hr",
-            "guided": False, "parameters": int(sum(p.numel() for p in self.sr.parameters())),
-            "citnet_parameters": int(sum(p.numel() for p in self.cit.parameters())),
-            "inputs": "see isovox.features: HR-space (fused/robust max, distance to acquired slices, k/8)",
-            "training": {
+        card = ModelCard(
+            name=config["name"], architecture="ctguided", arguments=config["arguments"], kind="hr",
+            guided=False, parameters=int(sum(p.numel() for p in self.sr.parameters())),
+            inputs="see isovox.features: HR-space (fused/robust max, distance to acquired slices, k/8)",
+            training={
                 "data": f"unpaired: {config['mr']['volume']} re-sliced x{config['mr']['scale']} along axis "
                         f"{config['mr']['axis']} (the LR scan only; no HR MRI), and the CT head of Debian "
                         f"invesalius-examples windowed to {list(map(float, [-50, 150]))} HU",
@@ -338,20 +333,21 @@ class CTGuidedTrainer:
                 "seed": config.get("seed", 0), "wall_time_s": round(self.seconds, 1),
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
             },
-            "stage_ablation": validation,
+            validation_baseline="cubic B-spline of the scan (CubeAvg for 3 scans)",
+            extra={"citnet_parameters": int(sum(p.numel() for p in self.cit.parameters())),
+                   "stage_ablation": validation},
             **ranges,
-            "validation_baseline": "cubic B-spline of the scan (CubeAvg for 3 scans)",
-        }
-        return models.save_model(self.sr, config["name"], card, root, card_markdown(card))
+        )
+        return models.save_model(self.sr, card, root, card_markdown(card))
 
 
-def card_markdown(card: dict[str, Any]) -> str:
-    t = card["training"]
+def card_markdown(card: ModelCard) -> str:
+    t = card.training
     lines = [
-        f"# {card['name']}", "",
-        f"- Architecture: SRNet `{card['architecture']}` (RDN) {json.dumps(card['arguments'])}, "
-        f"{card['parameters']:,} parameters; CITNet {card['citnet_parameters']:,} parameters (training only)",
-        f"- Inputs: {card['inputs']}",
+        f"# {card.name}", "",
+        f"- Architecture: SRNet `{card.architecture}` (RDN) {json.dumps(card.arguments)}, "
+        f"{card.parameters:,} parameters; CITNet {card.extra['citnet_parameters']:,} parameters (training only)",
+        f"- Inputs: {card.inputs}",
         f"- Training data: {t['data']}; held out: {t['validation_slab']}",
         f"- Stages (steps): {json.dumps(t['stages'])}, batch {t['batch']} (stage 3: 1), patch {t['patch']}, "
         f"loss weights {json.dumps(t['lambdas'])}",
@@ -364,15 +360,15 @@ def card_markdown(card: dict[str, Any]) -> str:
         "## Stage ablation: held-out MR, one scan, masked PSNR dB / SSIM (baseline: cubic B-spline)", "",
         "| after stage | volume | SRNet | B-spline | gain (dB) |", "|---|---|---|---|---|",
     ]
-    for stage, row in card["stage_ablation"].items():
+    for stage, row in card.extra["stage_ablation"].items():
         for name in sorted({key.split()[0] for key in row}):
             lines.append(f"| {stage} | {name} | {row[f'{name} psnr']:.2f} / {row[f'{name} ssim']:.4f} | "
                          f"{row[f'{name} baseline_psnr']:.2f} / {row[f'{name} baseline_ssim']:.4f} | "
                          f"{row[f'{name} gain_db']:+.2f} |")
     lines += ["", "## Validated range (gain over the baseline, held-out MR)", "", "| setting | gain (dB) |", "|---|---|"]
-    lines += [f"| {k} | {v:+.2f} |" for k, v in card["validation_gain_db"].items()]
-    lines += ["", f"Runs thinner than x{card['min_scale']} get the B-spline (CubeAvg for 2-3 scans)"
-              + ("" if card["multi_scan"] else "; runs with 2-3 scans get CubeAvg")
-              + ("" if card["single_scan"] else "; single-scan runs get the B-spline")
+    lines += [f"| {k} | {v:+.2f} |" for k, v in card.validation_gain_db.items()]
+    lines += ["", f"Runs thinner than x{card.min_scale:g} get the B-spline (CubeAvg for 2-3 scans)"
+              + ("" if card.multi_scan else "; runs with 2-3 scans get CubeAvg")
+              + ("" if card.single_scan else "; single-scan runs get the B-spline")
               + ": the model did not beat them there on held-out data."]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from isovox import models
 from isovox.features import bspline_subslices
+from isovox.learning import autocast, psnr_gain, train_step
+from isovox.models import ModelCard
 from isovox.nets import build
 from isovox.simulate import Acquisition, ProtocolRanges
 
@@ -35,11 +37,6 @@ def ranges_from(config: dict[str, Any]) -> ProtocolRanges:
         gap_fraction=tuple(p.get("gap_fraction", (-0.2, 0.3))), profiles=tuple(p.get("profiles", ("box", "gaussian"))),
         noise=tuple(p.get("noise", (0.0, 0.05))),
     )
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    mse = float(np.mean((a[mask] - b[mask]) ** 2))
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 class Trainer:
@@ -144,7 +141,7 @@ class Trainer:
             return (torch.stack(losses) / base).mean() * base.mean()
         x = x.contiguous(memory_format=CHANNELS_LAST)
         bf16 = bool(self.config.get("bf16", True))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(bf16):
             if self.kind == "hr":
                 pred = self.model(x).float()
                 border = int(self.config.get("loss_border", 4))
@@ -193,13 +190,13 @@ class Trainer:
                         pred = self.query(item).numpy()
                     self.model.train()
                     head = item.target > 0.08
-                    values.append(psnr(pred, item.target, head) - psnr(item.baseline, item.target, head))
+                    values.append(psnr_gain(pred, item.baseline, item.target, head))
                 elif self.kind == "hr":
                     x, y, m = item
                     head = m & (y > 0.08)
                     head[:, :b], head[:, -b:], head[:, :, :b], head[:, :, -b:] = False, False, False, False
                     head[..., :b], head[..., -b:] = False, False
-                    values.append(psnr(self.predict(x), y, head) - psnr(x[:1], y, head))
+                    values.append(psnr_gain(self.predict(x), x[:1], y, head))
                 else:
                     r, (x, y) = item
                     base = bspline_subslices(x[0], r).transpose(1, 0, 2, 3).reshape(1, -1, *x.shape[2:])
@@ -207,7 +204,7 @@ class Trainer:
                     ends = r * min(2, (x.shape[1] - 1) // 2)  # up to two LR slices at each end
                     if ends:
                         head[:, :ends], head[:, -ends:] = False, False
-                    values.append(psnr(self.predict(x, r), y, head) - psnr(base, y, head))
+                    values.append(psnr_gain(self.predict(x, r), base, y, head))
             gains[name] = float(np.mean(values))
         return gains
 
@@ -236,15 +233,12 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
                 x, y, m, r = self.batch()
-                loss = self.loss(x, y, m, r)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                loss = train_step(self.loss(x, y, m, r), [self.optimizer])
                 self.step += 1
                 elapsed = self.seconds + time.perf_counter() - started
-                log.writerow([self.step, f"{loss.item():.6f}", f"{self.lr_at(self.step - 1):.3e}", f"{elapsed:.1f}"])
+                log.writerow([self.step, f"{loss:.6f}", f"{self.lr_at(self.step - 1):.3e}", f"{elapsed:.1f}"])
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", **{k.split()[0]: f"{v:+.2f}" for k, v in list(last_val.items())[:3]})
+                bar.set_postfix(loss=f"{loss:.4f}", **{k.split()[0]: f"{v:+.2f}" for k, v in list(last_val.items())[:3]})
                 out_of_time = minutes is not None and (time.perf_counter() - started) > 60 * minutes
                 if self.step % every_val == 0 or self.step == steps:
                     last_val = self.validate()
@@ -266,21 +260,18 @@ class Trainer:
 
     def export(self, root: Path, validation: dict[str, float]) -> Path:
         config = self.config
-        card = {
-            "name": config["name"],
-            "architecture": config["architecture"],
-            "arguments": config["arguments"],
-            "kind": config["kind"],
-            "guided": bool(config.get("guided")),
-            "parameters": int(sum(p.numel() for p in self.model.parameters())),
-            "inputs": {
+        card = ModelCard(
+            name=config["name"], architecture=config["architecture"], arguments=config["arguments"],
+            kind=config["kind"], guided=bool(config.get("guided")),
+            parameters=int(sum(p.numel() for p in self.model.parameters())),
+            inputs={
                 "hr": "see isovox.features: HR-space (fused/robust max, distance to acquired slices, k/8"
                       + (", reference" if config.get("guided") else "") + ")",
                 "implicit": "see isovox.features: the HR-space inputs on an isotropic grid at the scans' finest "
                             "spacing; queries: trilinear feature, offset from the nearest input voxel, output voxel size",
                 "lr": "see isovox.features: one scan on its own grid, thick axis first, k/8 channel",
             }[config["kind"]],
-            "training": {
+            training={
                 "volumes": config["volumes"],
                 "validation_slab": f"first {config.get('validation_fraction', 0.3):.0%} of the left-right axis of each volume",
                 "steps": self.step, "batch": config["batch"], "patch": config["patch"],
@@ -292,14 +283,12 @@ class Trainer:
                 "wall_time_s": round(self.seconds, 1),
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
             },
-            "validation_gain_db": {k: round(v, 3) for k, v in validation.items()},
-            **({"min_factor": min_useful_factor(validation)} if config["kind"] == "lr"
-               else useful_range(validation)),
-            "validation_baseline": "cubic B-spline of the scan along its slice axis" if config["kind"] == "lr"
+            validation_gain_db={k: round(v, 3) for k, v in validation.items()},
+            validation_baseline="cubic B-spline of the scan along its slice axis" if config["kind"] == "lr"
             else "CubeAvg of the same scans",
-        }
-        markdown = model_card_markdown(card)
-        return models.save_model(self.model, config["name"], card, root, markdown)
+            **({"min_factor": min_useful_factor(validation)} if config["kind"] == "lr" else useful_range(validation)),
+        )
+        return models.save_model(self.model, card, root, model_card_markdown(card))
 
 
 def min_useful_factor(validation: dict[str, float]) -> int:
@@ -327,13 +316,13 @@ def useful_range(validation: dict[str, float]) -> dict[str, Any]:
             "single_scan": bool(single) and min(single) > 0}
 
 
-def model_card_markdown(card: dict[str, Any]) -> str:
-    t = card["training"]
+def model_card_markdown(card: ModelCard) -> str:
+    t = card.training
     lines = [
-        f"# {card['name']}",
+        f"# {card.name}",
         "",
-        f"- Architecture: `{card['architecture']}` {json.dumps(card['arguments'])}, {card['parameters']:,} parameters",
-        f"- Inputs: {card['inputs']}",
+        f"- Architecture: `{card.architecture}` {json.dumps(card.arguments)}, {card.parameters:,} parameters",
+        f"- Inputs: {card.inputs}",
         f"- Training data: {', '.join(t['volumes'])} (real T1 volumes from Debian mricron-data and PyPI nilearn); "
         f"held out: {t['validation_slab']}",
         f"- Training: {t['steps']} steps, batch {t['batch']}, patch {t['patch']}, {t['loss']}, Adam lr {t['lr']} "
@@ -341,17 +330,17 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"noise-free fraction {t.get('clean_fraction', 0.0)}",
         f"- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}",
         "",
-        f"## Validation: masked-PSNR gain over {card['validation_baseline']} on the held-out slabs",
+        f"## Validation: masked-PSNR gain over {card.validation_baseline} on the held-out slabs",
         "",
         "| setting | gain (dB) |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v:+.2f} |" for k, v in card["validation_gain_db"].items()]
-    if "min_scale" in card:
-        lines += ["", f"Runs thinner than x{card['min_scale']} get CubeAvg"
-                  + ("" if card["single_scan"] else ", and single-scan runs the B-spline")
+    lines += [f"| {k} | {v:+.2f} |" for k, v in card.validation_gain_db.items()]
+    if card.kind != "lr":
+        lines += ["", f"Runs thinner than x{card.min_scale:g} get CubeAvg"
+                  + ("" if card.single_scan else ", and single-scan runs the B-spline")
                   + ": the model did not beat them there on held-out data."]
-    if "min_factor" in card:
-        lines += ["", f"Scans needing less than x{card['min_factor']} pass to the B-spline unchanged (their held-out "
+    if card.min_factor is not None:
+        lines += ["", f"Scans needing less than x{card.min_factor} pass to the B-spline unchanged (their held-out "
                   "gain was not positive)."]
     return "\n".join(lines) + "\n"

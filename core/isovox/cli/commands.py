@@ -6,18 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..errors import InputError
+from ..frontend import DEVICES, progress_line, record_inputs
 from ..progress import Task
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-PROGRESS_PREFIX = "isovox-progress"
 
 
 def progress_task(quiet: bool, label: str, style: str = "bar") -> tuple[Task, Callable[[], None]]:
@@ -34,7 +32,7 @@ def progress_task(quiet: bool, label: str, style: str = "bar") -> tuple[Task, Ca
         def report(fraction: float, message: str) -> None:
             if fraction - last[0] >= 0.005 or fraction >= 1.0:
                 last[0] = fraction
-                print(f"{PROGRESS_PREFIX} {fraction:.4f} {label}: {message}".rstrip(": "), file=sys.stderr, flush=True)
+                print(progress_line(fraction, label, message), file=sys.stderr, flush=True)
 
         return Task(report), lambda: None
     from tqdm import tqdm
@@ -77,7 +75,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="method name (see 'isovox methods'); default: best available")
     p.add_argument("--spacing", metavar="MM", help="output voxel size in mm (default: finest input spacing)")
     p.add_argument("--reference", metavar="REF", help="registered HR image of another contrast (guided methods)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=list(DEVICES))
     p.add_argument("--frame", type=int, help="volume index to use from 4-D inputs")
     p.add_argument("--register", action="store_true", help="rigidly register scans 2-3 to scan 1 first")
     p.add_argument("--match-intensity", action="store_true", help="match scans 2-3 intensities to scan 1")
@@ -96,7 +94,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .. import api
-    from ..io import check_output_path, file_sha256, read_volume, write_volume
+    from ..io import check_output_path, read_volume, write_volume
 
     protect = list(args.scans) + ([args.reference] if args.reference else [])
     out = check_output_path(args.output, protect)
@@ -117,10 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = api.execute(run_plan, task)
     finally:
         close()
-    provenance = dict(result.provenance)
-    for entry, path in zip(provenance["inputs"], args.scans):
-        entry["path"] = str(Path(path).resolve())
-        entry["sha256"] = file_sha256(path)
+    provenance = record_inputs(result.provenance, args.scans)
     write_volume(result.volume, out, protect=protect, sidecar=provenance)
     shape = "x".join(map(str, result.volume.shape))
     say(args, f"wrote {out} ({shape} voxels at {result.plan.grid.spacing.min():g} mm, "
@@ -138,7 +133,7 @@ def add_methods(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from ..registry import all_methods, default_method
+    from ..methods import all_methods, default_method
     from ..resources import resolve_device
 
     device = resolve_device("auto")
@@ -263,7 +258,7 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..info import preflight
+    from ..info import format_report, preflight
 
     report = preflight(read_inputs(args.files, args.frame))
     if args.json:
@@ -271,38 +266,3 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(format_report(report))
     return 0
-
-
-def format_report(report: dict[str, Any]) -> str:
-    lines = []
-    for idx, s in enumerate(report["scans"], start=1):
-        lines.append(f"scan {idx}: {s['source']}")
-        sp = "x".join(f"{v:g}" for v in s["spacing_mm"])
-        lines.append(f"  {'x'.join(map(str, s['shape']))} voxels of {sp} mm, orientation {s['orientation']}, "
-                     f"{s['obliquity_deg']:.1f} deg oblique")
-        if s["thick_axis"] is None:
-            lines.append("  no thick axis (near-isotropic)")
-        else:
-            thick = s.get("slice_thickness_mm")
-            gap = s.get("slice_gap_mm")
-            detail = (f", slice thickness {thick:g} mm, gap {gap:g} mm" if thick is not None
-                      else ", slice thickness not recorded")
-            lines.append(f"  thick axis {s['thick_axis']} ({s['anisotropy']:g}x the in-plane spacing){detail}")
-        i = s["intensity"]
-        lines.append(f"  intensity min {i['min']:.4g}, p1 {i['p1']:.4g}, p99 {i['p99']:.4g}, max {i['max']:.4g}")
-    if report.get("pairs"):
-        lines.append("across scans:")
-        for pair in report["pairs"]:
-            a, b = pair["scans"]
-            parts = []
-            if "slice_angle_deg" in pair:
-                parts.append(f"slice directions {pair['slice_angle_deg']:.1f} deg apart")
-            if "intensity_ratio" in pair:
-                parts.append(f"intensity ratio {pair['intensity_ratio']:.3f}")
-            lines.append(f"  scans {a}-{b}: " + (", ".join(parts) or "no shared foreground"))
-        overlap = report.get("overlap_with_scan_1")
-        if overlap:
-            lines.append("  field of view shared with scan 1: " + ", ".join(f"{100 * f:.0f}%" for f in overlap))
-    lines.append("warnings:" if report["warnings"] else "warnings: none")
-    lines.extend(f"  - {w}" for w in report["warnings"])
-    return "\n".join(lines)

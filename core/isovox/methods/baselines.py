@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 from ..fusion import fuse
+from ..learned import method_result
 from ..registry import MethodRequest, MethodSpec, register
 from ..volume import Volume
 
 
-def _run_fusion(request: MethodRequest) -> Volume:
-    result = fuse(
-        request.scans,
-        grid=request.grid,
-        register=bool(request.options.get("register")),
-        match_intensities=bool(request.options.get("match_intensity")),
-        task=request.task,
-    )
-    return result.volume.with_meta(
-        registrations=[t.tolist() for t in result.registrations],
-        intensity_maps=result.intensity_maps,
-    )
+def run_fusion(request: MethodRequest) -> Volume:
+    """Each scan's cubic B-spline on the target grid, averaged where scans overlap."""
+    result = fuse(request.scans, grid=request.grid, register=request.options.register,
+                  match_intensities=request.options.match_intensity, task=request.task)
+    return method_result(result.volume.data, request.grid, fusion=result)
 
 
 register(MethodSpec(
     name="bspline",
     description="Cubic B-spline interpolation of one scan onto the isotropic grid (no learning).",
-    run=_run_fusion,
+    run=run_fusion,
     min_scans=1,
     max_scans=1,
     scales=(0.0, float("inf")),
@@ -35,7 +29,7 @@ register(MethodSpec(
 register(MethodSpec(
     name="cubeavg",
     description="CubeAvg: cubic B-spline of each scan onto one grid, averaged where scans overlap.",
-    run=_run_fusion,
+    run=run_fusion,
     min_scans=1,
     max_scans=3,
     scales=(0.0, float("inf")),

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import network
+
 
 class DenseBlock(nn.Module):
     """Residual dense block: ``layers`` conv3 + ReLU, each seeing all earlier outputs; 1x1 fusion."""
@@ -91,6 +93,7 @@ def sample(volume: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return out.view(volume.shape[1], -1).t()
 
 
+@network("arssr", bytes_per_tile_voxel=2048.0)  # the RDN encoder, per input crop voxel
 class ArSSR(nn.Module):
     def __init__(self, in_channels: int = 3, features: int = 32, blocks: int = 3, layers: int = 3, growth: int = 16,
                  width: int = 64, depth: int = 8, image_residual: bool = True) -> None:

@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import network
 from .arssr import RDNEncoder
 
 
+@network("ctguided", bytes_per_tile_voxel=1200.0)
 class SRNet(nn.Module):
     """RDN without upsampling: fused volume + conditioning channels -> super-resolved volume."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import network
+
 
 class ConcatBlock(nn.Module):
     """Wide-activation residual-like block fused by a 1x1x1 conv over [pi*x, lambda*h]."""
@@ -30,6 +32,7 @@ class ConcatBlock(nn.Module):
         return self.fuse(torch.cat([self.pi * x, self.lam * self.body(x)], dim=1))
 
 
+@network("isosrn", bytes_per_tile_voxel=450.0)  # measured 380 B
 class IsoSRN(nn.Module):
     def __init__(self, channels: int = 32, blocks: int = 16, in_channels: int = 1, expansion: int = 4,
                  image_residual: bool = False) -> None:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import network
+
 
 class ResidualUnit(nn.Module):
     def __init__(self, channels: int) -> None:
@@ -54,6 +56,7 @@ def shuffle_depth(x: torch.Tensor, r: int) -> torch.Tensor:
     return x.permute(0, 2, 1, 3, 4).reshape(n, 1, d * r, h, w)
 
 
+@network("mrl", bytes_per_tile_voxel=2400.0)  # per LR tile voxel and upsampling factor
 class MRL(nn.Module):
     def __init__(self, channels: int = 32, units: int = 4, in_channels: int = 2, factors: tuple = (2, 3, 4, 5, 6, 7, 8),
                  base: str = "bspline") -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import network
 
+
+@network("recnn", bytes_per_tile_voxel=300.0)  # measured 190 B
 class ReCNN(nn.Module):
     def __init__(self, layers: int = 10, filters: int = 64, in_channels: int = 1) -> None:
         super().__init__()

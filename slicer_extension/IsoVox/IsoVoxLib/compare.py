@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from isovox import qa
+from isovox.frontend import diverging_limit
 from isovox.fusion import fuse
 from isovox.grid import Grid
 from isovox.volume import Volume
@@ -85,17 +86,8 @@ def _residual_node(scene: Any, diff: Volume, name: str, output: Any, kind: str) 
     node = add_volume_node(scene, shown, name, output)
     node.SetName(name)  # a reused overlay node now shows another difference
     node.SetAttribute(RESIDUAL_ATTRIBUTE, kind)
-    apply_diverging_display(node, symmetric_limit(diff.data))
+    apply_diverging_display(node, diverging_limit(diff.data))
     return node
-
-
-def symmetric_limit(values: np.ndarray, percentile: float = 99.0) -> float:
-    """A window half-width that keeps 0 at the centre of the colour map (robust to outliers)."""
-    finite = np.abs(values[np.isfinite(values)])
-    if finite.size == 0:
-        return 1.0
-    limit = float(np.percentile(finite, percentile))
-    return limit if limit > 0 else float(finite.max() or 1.0)
 
 
 def diverging_color_node(scene: Any) -> Any:

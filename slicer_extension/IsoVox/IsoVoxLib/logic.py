@@ -13,9 +13,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from isovox import api, info, qa, registry
+from isovox import api, frontend, info
 from isovox.errors import InputError
 from isovox.grid import Grid
+from isovox.options import RunOptions
 from isovox.progress import Task
 from isovox.volume import Volume
 
@@ -30,34 +31,6 @@ def output_name(input_nodes: Sequence[Any], method: str, suffix: str = "") -> st
     """Name a result after its inputs and method, e.g. ``T2ax+T2cor isovox-cubeavg``."""
     names = "+".join(node_label(n) for n in input_nodes)
     return f"{names} isovox-{method}{suffix}"
-
-
-def method_names() -> list[str]:
-    """Method names in registry order (the only source of methods for the UI)."""
-    return [spec.name for spec in registry.all_methods()]
-
-
-def methods_for(n_scans: int, with_reference: bool = False) -> list[registry.MethodSpec]:
-    """Methods that accept this many scans (and a reference if one is given)."""
-    usable = []
-    for spec in registry.all_methods():
-        if not spec.min_scans <= n_scans <= spec.max_scans:
-            continue
-        if spec.reference == "required" and not with_reference:
-            continue
-        usable.append(spec)
-    return usable
-
-
-def reference_for(method: Optional[str], reference: Any) -> Any:
-    """The reference to hand the engine: none for methods that take none.
-
-    The module's reference selector serves two purposes: guiding methods that use an HR
-    image, and being shown and compared against. Only the first goes to the engine.
-    """
-    if reference is None or method is None:
-        return reference  # the engine's default method ignores an unusable reference, with a warning
-    return None if registry.get_method(method).reference == "none" else reference
 
 
 def as_node_list(input_volumes: Any) -> list[Any]:
@@ -119,10 +92,7 @@ class IsoVoxLogic:
 
     def spacing_for_scale(self, input_volumes: Sequence[Any], scale: float) -> float:
         """Target spacing that makes the thickest input slices ``scale`` times finer (the engine's Plan.scale)."""
-        if not scale or scale <= 0:
-            raise InputError("the scale must be a positive number")
-        coarsest = max(float(v.spacing.max()) for v in self.scans(input_volumes))
-        return coarsest / float(scale)
+        return frontend.spacing_for_scale(self.scans(input_volumes), scale)
 
     def preflight(self, input_volumes: Sequence[Any]) -> dict[str, Any]:
         """The engine's pre-flight report (geometry facts and warnings) for the selected scans."""
@@ -153,11 +123,10 @@ class IsoVoxLogic:
         """A slab of the full result around ``centre_ras``, across the grid axis nearest ``normal_ras``.
 
         Previews skip ``adapt`` (minutes of fine-tuning): they show the shipped network."""
-        options = {k: v for k, v in options.items() if k not in ("adapt", "adapt_seconds")}
-        full = self.plan(inputVolumes, method, spacing, reference, device, **options)
-        axis = slab_axis(full.grid, normal_ras)
-        slab = qa.preview_grid(full.grid, np.asarray(centre_ras, float), half_width_mm, axis)
-        run = self.plan(inputVolumes, method, spacing, reference, device, grid=slab, **options)
+        scans = self.scans(inputVolumes)
+        ref = self.volume(reference) if reference is not None else None
+        run = frontend.preview_plan(scans, centre_ras, half_width_mm, normal_ras, method or None, spacing, ref, device,
+                                    RunOptions.of(**options))
         return self._execute(run, inputVolumes, reference, outputVolume, task, suffix=" preview")
 
     def _execute(self, run: api.Plan, inputs: Sequence[Any], reference: Any, output: Any,
@@ -172,15 +141,6 @@ class IsoVoxLogic:
             provenance["reference"] = node_label(reference)
         set_provenance(node, provenance)
         return node
-
-
-def slab_axis(grid: Grid, normal_ras: Optional[Sequence[float]]) -> Optional[int]:
-    """The grid axis most parallel to a view's slice normal (None: the engine's default)."""
-    if normal_ras is None:
-        return None
-    normal = np.asarray(normal_ras, float)
-    directions = grid.affine[:3, :3] / grid.spacing
-    return int(np.argmax(np.abs(directions.T @ normal)))
 
 
 def set_provenance(node: Any, provenance: dict[str, Any]) -> None:

@@ -22,14 +22,12 @@ import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from isovox.errors import CancelledError, InputError, IsovoxError, ResourceError
+from isovox.errors import CancelledError
+from isovox.frontend import PROGRESS_PREFIX, ExitCode, error_for_exit, parse_progress
 from isovox.io import read_volume, sidecar_path, write_volume
 
 from .convert import add_volume_node, node_label
-from isovox.cli.commands import PROGRESS_PREFIX
 from .logic import IsoVoxLogic, as_node_list, output_name, set_provenance
-
-EXIT_BAD_INPUT, EXIT_RESOURCES, EXIT_CANCELLED = 2, 1, 130
 
 
 def engine_command(python: str, scans: Sequence[str], output: str, method: Optional[str] = None,
@@ -55,18 +53,6 @@ def engine_command(python: str, scans: Sequence[str], output: str, method: Optio
     if adapt:
         command.append("--adapt")
     return command
-
-
-def parse_progress(line: str) -> Optional[tuple[float, str]]:
-    """``isovox-progress 0.4200 cubeavg: fusing`` -> (0.42, "cubeavg: fusing"); other lines -> None."""
-    if not line.startswith(PROGRESS_PREFIX + " "):
-        return None
-    parts = line[len(PROGRESS_PREFIX) + 1:].split(" ", 1)
-    try:
-        fraction = float(parts[0])
-    except ValueError:
-        return None
-    return min(max(fraction, 0.0), 1.0), (parts[1] if len(parts) > 1 else "")
 
 
 class EngineProcess:
@@ -209,11 +195,10 @@ class BackgroundRun:
         try:
             code = self.process.wait()
             self.poll()
-            if self.process.cancelled or code == EXIT_CANCELLED:
+            if self.process.cancelled or code == ExitCode.CANCELLED:
                 raise CancelledError("cancelled by the user")
-            if code != 0 or not self.output_path.exists():
-                message = self.process.error_message()
-                raise {EXIT_BAD_INPUT: InputError, EXIT_RESOURCES: ResourceError}.get(code, IsovoxError)(message)
+            if code != ExitCode.OK or not self.output_path.exists():
+                raise error_for_exit(code, self.process.error_message())
             return self._load_result()
         finally:
             self.cleanup()

@@ -1,0 +1,185 @@
+"""What every front end needs, in one place and with no UI toolkit: the command line, the
+napari plugin and the Slicer module all call these, so they agree on methods, scales,
+previews, colour windows, provenance, progress lines, exit codes and error messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from . import api, qa
+from .errors import CancelledError, InputError, IsovoxError, ResourceError
+from .grid import Grid
+from .methods import all_methods, get_method, methods_for
+from .options import RunOptions
+from .registry import MethodSpec
+from .volume import Volume
+
+__all__ = [
+    "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "diverging_limit", "display_limits",
+    "error_for_exit", "exit_code", "get_method", "method_help", "method_named", "methods_for", "parse_progress",
+    "preflight_text", "preview_plan", "progress_line", "record_inputs", "reference_for_method",
+    "scale_for_spacing", "slab_axis", "spacing_for_scale", "user_message",
+]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PROGRESS_PREFIX = "isovox-progress"
+
+
+class ExitCode(enum.IntEnum):
+    """Exit status of ``isovox``: what a background front end reads back."""
+
+    OK = 0
+    RESOURCES = 1  # not enough memory, disk or another resource
+    BAD_INPUT = 2
+    INTERNAL = 3
+    CANCELLED = 130
+
+
+def exit_code(error: BaseException) -> ExitCode:
+    if isinstance(error, (CancelledError, KeyboardInterrupt)):
+        return ExitCode.CANCELLED
+    if isinstance(error, InputError):
+        return ExitCode.BAD_INPUT
+    if isinstance(error, (IsovoxError, MemoryError, OSError)):
+        return ExitCode.RESOURCES
+    return ExitCode.INTERNAL
+
+
+def user_message(error: BaseException) -> str:
+    """One line for a person (never a traceback)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, MemoryError):
+        return str(error) or "ran out of memory; choose a coarser --spacing"
+    if isinstance(error, IsovoxError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+def error_for_exit(code: int, message: str) -> IsovoxError:
+    """The engine error a background run's exit status stands for (with the engine's own message)."""
+    kind = {ExitCode.BAD_INPUT: InputError, ExitCode.RESOURCES: ResourceError,
+            ExitCode.CANCELLED: CancelledError}.get(code, IsovoxError)  # type: ignore[call-overload]
+    return kind(message)
+
+
+def progress_line(fraction: float, label: str, message: str = "") -> str:
+    """``isovox-progress 0.4200 label: message``: progress for a front end reading a background run."""
+    return f"{PROGRESS_PREFIX} {fraction:.4f} {label}: {message}".rstrip(": ")
+
+
+def parse_progress(line: str) -> Optional[tuple[float, str]]:
+    """``isovox-progress 0.4200 cubeavg: fusing`` -> (0.42, "cubeavg: fusing"); other lines -> None."""
+    if not line.startswith(PROGRESS_PREFIX + " "):
+        return None
+    parts = line[len(PROGRESS_PREFIX) + 1:].split(" ", 1)
+    try:
+        fraction = float(parts[0])
+    except ValueError:
+        return None
+    return min(max(fraction, 0.0), 1.0), (parts[1] if len(parts) > 1 else "")
+
+
+def method_help(spec: MethodSpec) -> str:
+    """One line describing a method for a menu or tooltip."""
+    state = "" if spec.available() else " (weights missing)"
+    return f"{spec.inputs}: {spec.description}{state}"
+
+
+def spacing_for_scale(scans: Sequence[Volume], scale: float) -> float:
+    """Target spacing that makes the thickest input slices ``scale`` times finer (a run's scale)."""
+    if not scale or not np.isfinite(scale) or scale <= 0:
+        raise InputError("the scale must be a positive number")
+    if not scans:
+        raise InputError("select at least one scan")
+    return max(float(s.spacing.max()) for s in scans) / float(scale)
+
+
+def scale_for_spacing(scans: Sequence[Volume], spacing: float) -> float:
+    """The through-plane scale of a run with this target spacing."""
+    if not spacing or spacing <= 0:
+        raise InputError("the spacing must be a positive number")
+    return max(float(s.spacing.max()) for s in scans) / float(spacing)
+
+
+def slab_axis(grid: Grid, normal_ras: Optional[Sequence[float]]) -> Optional[int]:
+    """The grid axis most parallel to a view's slice normal (None: the grid's last axis)."""
+    if normal_ras is None:
+        return None
+    directions = grid.affine[:3, :3] / grid.spacing
+    return int(np.argmax(np.abs(directions.T @ np.asarray(normal_ras, float))))
+
+
+def preview_plan(scans: Sequence[Volume], centre_ras: Sequence[float], half_width_mm: float = 4.0,
+                 normal_ras: Optional[Sequence[float]] = None, method: Optional[str] = None,
+                 spacing: Any = None, reference: Optional[Volume] = None, device: str = "auto",
+                 options: Optional[RunOptions] = None) -> api.Plan:
+    """A run of only a slab of the full result around ``centre_ras`` (seconds instead of minutes).
+
+    The slab is cut across the full grid's axis nearest the view's ``normal_ras``; previews skip
+    --adapt, which would take minutes: they show the shipped network."""
+    options = (options or RunOptions()).without_adaptation()
+    full = api.plan(scans, method, spacing=spacing, reference=reference, device=device, options=options)
+    slab = qa.preview_grid(full.grid, np.asarray(centre_ras, float), half_width_mm, slab_axis(full.grid, normal_ras))
+    return api.plan(scans, method, spacing=spacing, reference=reference, device=device, grid=slab, options=options)
+
+
+def display_limits(values: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """A grey window from robust percentiles of the finite values (never empty)."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    lo, hi = (np.percentile(finite, percentiles) if finite.size else (0.0, 1.0))
+    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
+
+
+def diverging_limit(values: np.ndarray, percentile: float = 99.0) -> float:
+    """Half-width of a window centred at 0 for a signed map: the 99th percentile of |value|."""
+    finite = np.abs(np.asarray(values)[np.isfinite(values)])
+    if not finite.size:
+        return 1.0
+    limit = float(np.percentile(finite, percentile))
+    return limit if limit > 0 else float(finite.max() or 1.0)
+
+
+def record_inputs(provenance: dict[str, Any], paths: Sequence[Optional[str | Path]]) -> dict[str, Any]:
+    """The provenance with each input's file path and SHA-256 (inputs with no file keep neither)."""
+    from .io import file_sha256
+
+    record = dict(provenance)
+    record["inputs"] = [dict(entry) for entry in provenance.get("inputs", [])]
+    for entry, path in zip(record["inputs"], paths):
+        if path and Path(path).exists():
+            entry["path"] = str(Path(path).resolve())
+            entry["sha256"] = file_sha256(path)
+    return record
+
+
+def preflight_text(scans: Sequence[Volume]) -> tuple[str, list[str]]:
+    """The engine's pre-flight report as text, and its warnings (for a panel)."""
+    from .info import format_report, preflight
+
+    if not scans:
+        return "choose 1-3 scans", []
+    report = preflight(scans)
+    return format_report(report), list(report["warnings"])
+
+
+def method_named(name: Optional[str]) -> Optional[MethodSpec]:
+    """The registry entry called ``name`` (None for no name or an unknown one)."""
+    return next((m for m in all_methods() if m.name == name), None) if name else None
+
+
+def reference_for_method(method: Optional[str], reference: Any) -> Any:
+    """The reference to hand the engine: none for a chosen method that takes none.
+
+    A front end's reference selector serves two purposes: guiding methods that use an HR image,
+    and being shown and compared against. Only the first goes to the engine."""
+    if reference is None or not method:
+        return reference  # the engine's default method ignores an unusable reference, with a warning
+    return None if get_method(method).reference == "none" else reference
