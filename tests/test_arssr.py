@@ -82,7 +82,7 @@ def test_outputs_sit_where_the_input_is(flat_arssr, spacing):
     ijk = np.indices(shape).reshape(3, -1).T
     data = (ijk @ affine[:3, :3].T + affine[:3, 3]) @ ramp + 100.0
     scan = Volume(data.reshape(shape).astype(np.float32), affine)
-    result = api.super_resolve([scan], "arssr", spacing=spacing).volume
+    result = api.super_resolve([scan], "arssr", spacing=spacing, consistency=False).volume
     expected = (np.indices(result.shape).reshape(3, -1).T @ result.affine[:3, :3].T + result.affine[:3, 3]) @ ramp
     expected = expected.reshape(result.shape) + 100.0
     steps = np.asarray(result.spacing)
@@ -90,7 +90,7 @@ def test_outputs_sit_where_the_input_is(flat_arssr, spacing):
     # a half-voxel shift would be off by ~0.5 here; B-spline and float32 rounding stay within 0.02 (0.01 mm)
     np.testing.assert_allclose(result.data[inner], expected[inner], atol=0.02)
     if spacing == 0.7:  # the 8-flip ensemble decodes on flipped grids: same geometry, same ramp
-        ensemble = api.super_resolve([scan], "arssr", spacing=spacing, ensemble=True).volume
+        ensemble = api.super_resolve([scan], "arssr", spacing=spacing, ensemble=True, consistency=False).volume
         np.testing.assert_allclose(ensemble.data, result.data, atol=1e-3)
     if isinstance(spacing, str):
         assert sorted(np.round(steps, 6)) == [0.5, 0.5, 1.2]
@@ -101,7 +101,8 @@ def test_outputs_sit_where_the_input_is(flat_arssr, spacing):
 def test_arssr_runs_from_the_cli_on_the_sample(tmp_path, flat_arssr, capsys):
     scans = [str(p) for p in sample_scan_paths()]
     out = tmp_path / "arssr.nii.gz"
-    assert main(["run", *scans, "--method", "arssr", "--spacing", "0.75", "-o", str(out), "-q"]) == 0
+    assert main(["run", *scans, "--method", "arssr", "--spacing", "0.75", "--no-consistency", "-o", str(out),
+                 "-q"]) == 0
     result = io.read_volume(out)
     assert np.allclose(result.spacing, 0.75) and np.isfinite(result.data).all() and result.data.std() > 0
     assert json.loads((tmp_path / "arssr.json").read_text())["method"] == "arssr"
@@ -112,5 +113,5 @@ def test_arssr_runs_from_the_cli_on_the_sample(tmp_path, flat_arssr, capsys):
 
 def test_arssr_adapts_to_the_scans(flat_arssr):
     scan = io.read_volume(sample_scan_paths()[0])
-    result = api.super_resolve([scan], "arssr", spacing=1.5, adapt=True, adapt_seconds=2)
+    result = api.super_resolve([scan], "arssr", spacing=1.5, adapt=True, adapt_seconds=2, consistency=False)
     assert result.provenance["adaptation"].startswith("adapted ") and np.isfinite(result.volume.data).all()

@@ -101,7 +101,7 @@ def test_exit_codes_and_messages(error, code):
 def test_run_options_are_typed_and_validated():
     options = RunOptions.of(register=True, adapt=True, adapt_seconds=20)
     assert options.to_dict() == {"register": True, "match_intensity": False, "ensemble": False, "adapt": True,
-                                 "adapt_seconds": 20.0}
+                                 "adapt_seconds": 20.0, "consistency": True}
     assert options.seconds_to_adapt == 20 and RunOptions(adapt=True).seconds_to_adapt == 300
     assert RunOptions.of(options, adapt=None) is options  # None means "not given"
     with pytest.raises(InputError, match="unknown run option"):

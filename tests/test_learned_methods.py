@@ -44,7 +44,7 @@ def tiny_models(tmp_path, monkeypatch):
 def test_each_learned_method_runs_on_the_sample(tmp_path, tiny_models, method, capsys):
     scans = [str(p) for p in sample_scan_paths()]
     out = tmp_path / f"{method}.nii.gz"
-    assert main(["run", *scans, "--method", method, "-o", str(out), "-q"]) == 0
+    assert main(["run", *scans, "--method", method, "--no-consistency", "-o", str(out), "-q"]) == 0
     result = io.read_volume(out)
     planned = api.plan([io.read_volume(p) for p in scans], "cubeavg").grid
     assert Grid.of(result).same_as(planned)
@@ -56,7 +56,7 @@ def test_each_learned_method_runs_on_the_sample(tmp_path, tiny_models, method, c
 def test_single_scan_and_fractional_spacing(tmp_path, tiny_models):
     scan = io.read_volume(sample_scan_paths()[0])
     for method in ("isosrn", "mrl"):
-        result = api.super_resolve([scan], method, spacing=1.3)
+        result = api.super_resolve([scan], method, spacing=1.3, consistency=False)
         assert np.allclose(result.volume.spacing, 1.3)
 
 
@@ -67,9 +67,11 @@ def test_ensemble_is_the_mean_over_flips(tiny_models):
     from isovox.features import lr_inputs
     from isovox.nets.mrl import FixedFactor
 
-    scan = io.read_volume(sample_scan_paths()[0])
-    plain = api.super_resolve([scan], "mrl").volume.data
-    ensemble = api.super_resolve([scan], "mrl", ensemble=True).volume.data
+    full = io.read_volume(sample_scan_paths()[0])
+    scan = Volume(full.data[20:70, 20:70, :], full.affine @ np.array(
+        [[1, 0, 0, 20], [0, 1, 0, 20], [0, 0, 1, 0], [0, 0, 0, 1.0]]), full.meta)  # a 50 x 50 mm part is enough
+    plain = api.super_resolve([scan], "mrl", consistency=False).volume.data
+    ensemble = api.super_resolve([scan], "mrl", ensemble=True, consistency=False).volume.data
     assert ensemble.shape == plain.shape and not np.allclose(ensemble, plain)
 
     module, _ = models.load_model("mrl")
@@ -96,9 +98,9 @@ def test_ensemble_is_the_mean_over_flips(tiny_models):
 def test_reference_uses_the_guided_model(tiny_models):
     scans = [io.read_volume(p) for p in sample_scan_paths()[:1]]
     reference = io.read_volume(sample_reference_path())
-    guided = api.super_resolve(scans, "recnn", reference=reference)
+    guided = api.super_resolve(scans, "recnn", reference=reference, consistency=False)
     assert guided.volume.data.shape == api.plan(scans, "recnn").grid.shape
-    plain = api.super_resolve(scans, "recnn")
+    plain = api.super_resolve(scans, "recnn", consistency=False)
     assert not np.allclose(guided.volume.data, plain.volume.data)
 
 
@@ -126,13 +128,13 @@ def test_runs_outside_the_validated_range_get_the_baseline_and_say_so(tmp_path, 
     models.save_model(build(arch, **kwargs), card, tmp_path / "models")
     monkeypatch.setenv("ISOVOX_MODELS", str(tmp_path / "models"))
     scans = [io.read_volume(p) for p in sample_scan_paths()]
-    plan = api.plan(scans, "isosrn")
+    plan = api.plan(scans, "isosrn", consistency=False)
     assert any("below x5" in w and "CubeAvg used" in w for w in plan.warnings)
     result = api.execute(plan).volume
     np.testing.assert_allclose(result.data, api.super_resolve(scans, "cubeavg").volume.data, atol=1e-5)
     assert any("B-spline used" in w for w in api.plan(scans[:1], "isosrn").warnings)
     models.save_model(build(arch, **kwargs), replace(card, min_scale=3), tmp_path / "models")
-    plan = api.plan(scans, "isosrn")
+    plan = api.plan(scans, "isosrn", consistency=False)
     assert not any("isosrn:" in w for w in plan.warnings)
     assert np.abs(api.execute(plan).volume.data - result.data).max() > 0
 
@@ -148,8 +150,8 @@ def test_adaptation_improves_a_tiny_case(tiny_models):
     scan = simulate_scan(hr, Acquisition(axis=2, scale=4.0))
     weights = tiny_models / "mrl" / "weights.safetensors"
     before_bytes = weights.read_bytes()
-    plain = evaluate(api.super_resolve([scan], "mrl").volume, hr)["psnr_masked"]
-    result = api.super_resolve([scan], "mrl", adapt=True, adapt_seconds=8)
+    plain = evaluate(api.super_resolve([scan], "mrl", consistency=False).volume, hr)["psnr_masked"]
+    result = api.super_resolve([scan], "mrl", adapt=True, adapt_seconds=8, consistency=False)
     adapted = evaluate(result.volume, hr)["psnr_masked"]
     assert "used" in result.provenance["adaptation"] and "not used" not in result.provenance["adaptation"]
     assert adapted > plain + 0.1
@@ -171,17 +173,25 @@ def test_adaptation_refuses_what_it_cannot_do(tmp_path, tiny_models, capsys, ext
 @pytest.mark.parametrize("method", ["isosrn", "recnn", "ctguided"])
 def test_adaptation_runs_for_hr_space_networks(tiny_models, method):
     scans = [io.read_volume(p) for p in sample_scan_paths()]
-    result = api.super_resolve(scans, method, adapt=True, adapt_seconds=2)
+    result = api.super_resolve(scans, method, adapt=True, adapt_seconds=2, consistency=False)
     assert result.provenance["adaptation"].startswith("adapted ") and np.isfinite(result.volume.data).all()
 
 
-def test_the_default_supports_the_runs_scale(tiny_models):
-    """A learned default covers x1.5-x8; a x10 run gets the best method that takes it (CubeAvg)."""
-    from isovox.methods import default_method
+def test_the_default_supports_the_runs_scale(tiny_models, monkeypatch):
+    """A method is the default only for scales it supports: learned models cover x1.5-x8, so with srr out
+    of the way a x10 run gets the best method that takes it (CubeAvg); srr itself takes any scale."""
+    from dataclasses import replace as copy
+
+    from isovox import registry
+    from isovox.methods import default_method, get_method
 
     scans = [io.read_volume(p) for p in sample_scan_paths()]
+    assert api.plan(scans).method.name == "srr" and api.plan(scans, spacing=0.4).method.name == "srr"
+    methods = registry.registered()
+    methods["srr"] = copy(get_method("srr"), available=lambda: False)
+    monkeypatch.setattr(registry, "_REGISTRY", methods)
     learned = default_method(3, "cpu").name
-    assert learned != "cubeavg" and api.plan(scans).method.name == learned
+    assert learned not in ("cubeavg", "srr") and api.plan(scans).method.name == learned
     assert api.plan(scans, spacing=0.4).method.name == "cubeavg"
 
 
@@ -198,7 +208,7 @@ def test_air_keeps_the_fused_input_and_the_head_equals_whole_volume_inference(ti
     data[10:34, 12:36, 6:30] = phantom((24, 24, 24))
     scans = simulate_scans(Volume(data, np.diag([1.0, 1.0, 1.0, 1.0])), orthogonal_protocol(2.0, (2, 1, 0)))
     plan = api.plan(scans, "isosrn")
-    result = api.super_resolve(scans, "isosrn", ensemble=ensemble).volume.data
+    result = api.super_resolve(scans, "isosrn", ensemble=ensemble, consistency=False).volume.data
     inputs = hr_inputs(scans, plan.grid)
     box = signal_box(inputs.array[0])
     assert all(b.stop - b.start < n for b, n in zip(box, inputs.array.shape[1:]))  # the air is left out

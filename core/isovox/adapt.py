@@ -25,8 +25,7 @@ import numpy as np
 
 from .features import hr_inputs, lr_inputs
 from .fusion import fuse, resample
-from .grid import Grid, orthonormal_frame, regrid_axis, target_grid
-from .info import thick_axis
+from .grid import Grid, orthonormal_frame, regrid_axis, target_grid, thick_axis
 from .intensity import robust_max
 from .learning import autocast, native_bf16, psnr_gain, train_step
 from .options import DEFAULT_ADAPT_SECONDS

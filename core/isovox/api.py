@@ -96,6 +96,8 @@ def plan(
     advice = spec.advise(scale, len(scans))
     if advice:
         warnings.append(f"{spec.name}: {advice}")
+    if spec.name == "srr" or (spec.consistency and options.consistency):
+        warnings += undetermined_axes(scans, grid)
     needed = memory_needed(spec, scans, grid, device)
     check_memory(needed, f"an output of {'x'.join(str(n) for n in grid.shape)} voxels", max_memory_bytes)
     return Plan(scans, spec, grid, device, reference, options, warnings, needed)
@@ -155,6 +157,28 @@ def check_spacing(steps: Optional[np.ndarray], scans: Sequence[Volume]) -> None:
         )
 
 
+def undetermined_axes(scans: Sequence[Volume], grid: Grid) -> list[str]:
+    """Warnings for grid axes finer than every acquired in-plane voxel along them: the reconstruction's
+    system is degenerate there (the prior, not the data, decides the detail)."""
+    from .grid import thick_axis
+
+    names = ("first", "second", "third")
+    out = []
+    directions = grid.affine[:3, :3] / grid.spacing
+    for a in range(3):
+        acquired = []
+        for scan in scans:
+            thick = thick_axis(scan)
+            for t in range(3):
+                if t != thick and abs(float(directions[:, a] @ scan.directions[:, t])) > 0.9:
+                    acquired.append(float(scan.spacing[t]))
+        if acquired and min(acquired) > 1.05 * float(grid.spacing[a]):
+            out.append(f"the target's {names[a]} axis ({grid.spacing[a]:.3g} mm) is finer than any acquired in-plane "
+                       f"voxel along it ({min(acquired):.3g} mm): the scans do not determine that detail, the prior "
+                       "fills it in")
+    return out
+
+
 def memory_needed(spec: MethodSpec, scans: Sequence[Volume], grid: Grid, device: str) -> int:
     """Estimated peak memory of the run in bytes (the output grid, copies of the inputs, network tiles)."""
     needed = grid.n_voxels * spec.bytes_per_voxel + sum(s.data.nbytes for s in scans) * 3
@@ -178,8 +202,12 @@ def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
     """Run a planned super-resolution and return the volume with its provenance."""
     task = ensure_task(task)
     start = time.perf_counter()
-    request = MethodRequest(list(run.scans), run.grid, run.reference, run.device, task, run.options)
+    consistent = run.method.consistency and run.options.consistency
+    method_task, consistency_task = task.stages([1.0, 1.0 if consistent else 0.0])
+    request = MethodRequest(list(run.scans), run.grid, run.reference, run.device, method_task, run.options)
     output = run.method.run(request)
+    if consistent:
+        output = _consistent(output, run, consistency_task)
     seconds = time.perf_counter() - start
     task.update(1.0, "done")
     provenance = {
@@ -201,6 +229,8 @@ def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
         "fallback": output.meta.get("fallback"),
         "adaptation": output.meta.get("adaptation"),
         "intensity_maps": output.meta.get("intensity_maps", []),
+        "reconstruction": output.meta.get("reconstruction"),
+        "consistency": output.meta.get("consistency"),
         "seconds": round(seconds, 3),
         "warnings": run.warnings,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -208,6 +238,17 @@ def execute(run: Plan, task: Optional[Task] = None) -> RunResult:
     description = f"isovox {run.method.name} {run.grid.spacing.min():g}mm"
     volume = Volume(output.data, output.affine, {"source": f"isovox {run.method.name}", "description": description})
     return RunResult(volume, run, seconds, provenance)
+
+
+def _consistent(output: Volume, run: Plan, task: Task) -> Volume:
+    """A learned method's output made to honour the acquired slices (see :func:`isovox.recon.enforce_consistency`),
+    with the scans where the method's own registration put them."""
+    from .recon import enforce_consistency
+
+    scans = list(run.scans)
+    for idx, transform in enumerate(output.meta.get("registrations") or [], start=1):
+        scans[idx] = Volume(scans[idx].data, np.linalg.inv(np.asarray(transform)) @ scans[idx].affine, scans[idx].meta)
+    return enforce_consistency(output, scans, run.grid, run.options, run.device, task)
 
 
 def super_resolve(scans: Sequence[Volume], method: Optional[str] = None, task: Optional[Task] = None, **kwargs: Any) -> RunResult:

@@ -18,8 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .fusion import FusionResult, fuse
-from .grid import Grid
-from .info import thick_axis
+from .grid import Grid, thick_axis
 from .intensity import robust_max
 from .progress import Task
 from .metrics import on_grid

@@ -22,7 +22,7 @@ from .volume import Volume
 __all__ = [
     "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "diverging_limit", "display_limits",
     "error_for_exit", "exit_code", "get_method", "method_help", "method_named", "methods_for", "parse_progress",
-    "preflight_text", "preview_plan", "progress_line", "record_inputs", "reference_for_method",
+    "preflight_text", "preview_plan", "progress_line", "record_inputs", "reconstruction_summary", "reference_for_method", "run_arguments",
     "scale_for_spacing", "slab_axis", "spacing_for_scale", "user_message",
 ]
 
@@ -85,6 +85,46 @@ def parse_progress(line: str) -> Optional[tuple[float, str]]:
     except ValueError:
         return None
     return min(max(fraction, 0.0), 1.0), (parts[1] if len(parts) > 1 else "")
+
+
+def run_arguments(options: RunOptions) -> list[str]:
+    """The ``isovox run`` flags that give these options (for front ends that run the engine as a process)."""
+    args = [flag for flag, on in (("--register", options.register), ("--match-intensity", options.match_intensity),
+                                  ("--ensemble", options.ensemble), ("--adapt", options.adapt)) if on]
+    if options.adapt_seconds is not None:
+        args += ["--adapt-seconds", f"{options.adapt_seconds:g}"]
+    if options.slice_profile is not None:
+        args += ["--slice-profile", options.slice_profile]
+    if options.slice_thickness is not None:
+        args += ["--slice-thickness", ",".join(f"{v:g}" for v in options.slice_thickness)]
+    if options.smoothness is not None:
+        args += ["--smoothness", f"{options.smoothness:g}"]
+    if not options.consistency:
+        args.append("--no-consistency")
+    return args
+
+
+def reconstruction_summary(provenance: dict[str, Any]) -> str:
+    """One line on what the physics did in a run: the smoothness used, down-weighted slices, intensity
+    maps and the consistency residual (empty for runs without a reconstruction)."""
+    report = provenance.get("reconstruction") or provenance.get("consistency")
+    if not report:
+        return ""
+    chosen = "chosen" if "smoothness_choice" in report else "given"
+    parts = [f"smoothness {report['smoothness']:.3g} ({chosen})"]
+    for idx, scan in enumerate(report.get("scans", []), start=1):
+        low = scan.get("downweighted_slices") or []
+        if low:
+            shown = ", ".join(str(s) for s in low[:8]) + (" ..." if len(low) > 8 else "")
+            parts.append(f"scan {idx}: slice(s) {shown} down-weighted")
+    for idx, (gain, offset) in enumerate(report.get("intensity_maps", []), start=1):
+        if (gain, offset) != (1.0, 0.0):
+            parts.append(f"scan {idx} intensities x{gain:.3f} {offset:+.3g}")
+    if "rms_residual_before" in report:
+        after = [s["rms_residual"] for s in report.get("scans", [])]
+        parts.append("consistency residual " + ", ".join(f"{a:.3g}->{b:.3g}" for a, b in
+                                                          zip(report["rms_residual_before"], after)))
+    return "; ".join(parts)
 
 
 def method_help(spec: MethodSpec) -> str:

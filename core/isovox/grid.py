@@ -81,12 +81,28 @@ def orthonormal_frame(directions: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
-def _count(extent: float, step: float) -> int:
-    ratio = extent / step
-    nearest = round(ratio)
-    if abs(ratio - nearest) < 1e-3:
-        return max(int(nearest), 1)
-    return max(int(np.ceil(ratio)), 1)
+def thick_axis(volume: Volume, ratio: float = 1.2) -> int | None:
+    """The array axis whose spacing exceeds the others by ``ratio`` (None: near-isotropic)."""
+    spacing = volume.spacing
+    order = np.argsort(spacing)
+    if spacing[order[2]] >= ratio * spacing[order[1]]:
+        return int(order[2])
+    return None
+
+
+FACE_TOLERANCE = 1e-3  # of a voxel: a face this close to a grid face lies on it
+
+
+def slab_anchor(volume: Volume) -> np.ndarray:
+    """RAS position of the corner of ``volume``'s first voxel from which its grid is cut: its pixel faces
+    in-plane and, through-plane, the face of its first slab (centre - thickness / 2 when the slice
+    thickness is known, so slices with gaps land on the grid the scan was cut from)."""
+    corner = np.full(3, -0.5)
+    axis = thick_axis(volume)
+    thickness = volume.meta.get("slice_thickness")
+    if axis is not None and thickness:
+        corner[axis] = -0.5 * float(thickness) / float(volume.spacing[axis])
+    return volume.index_to_world(corner)
 
 
 def target_grid(
@@ -94,11 +110,12 @@ def target_grid(
     spacing: float | Sequence[float] | None = None,
     fov: Literal["union", "intersection", "first"] = "union",
 ) -> Grid:
-    """The isotropic (or given-spacing) grid that covers the scans' fields of view.
+    """The isotropic (or given-spacing) grid that covers the scans' fields of view, anchored on scan 1.
 
-    The grid takes the first scan's axis directions and array order; its outer
-    face sits on the outer face of the covered box, so scans cut from one grid,
-    asked for that grid's spacing, give back exactly that grid (no half-voxel drift).
+    The grid takes the first scan's axis directions and array order; its voxel faces continue scan 1's
+    pixel faces in-plane and its slab faces through-plane (:func:`slab_anchor`), extended by whole voxels
+    to cover the union of the scans (or their intersection, or scan 1). So scans cut from one grid, asked
+    for that grid's spacing, give back exactly that grid, and tilted partners do not shift it.
     Default spacing: the finest voxel size of any scan.
     """
     if not volumes:
@@ -122,10 +139,13 @@ def target_grid(
     else:
         lo = np.min([b[0] for b in boxes], axis=0)
         hi = np.max([b[1] for b in boxes], axis=0)
-    shape = tuple(_count(float(hi[a] - lo[a]), float(steps[a])) for a in range(3))
+    anchor = slab_anchor(volumes[0]) @ frame
+    before = np.floor((lo - anchor) / steps + FACE_TOLERANCE)  # whole voxels from the anchor to the box's low face
+    start = anchor + before * steps
+    shape = tuple(max(1, int(np.ceil((hi[a] - start[a]) / steps[a] - FACE_TOLERANCE))) for a in range(3))
     affine = np.eye(4)
     affine[:3, :3] = frame * steps
-    affine[:3, 3] = frame @ (lo + steps / 2)
+    affine[:3, 3] = frame @ (start + steps / 2)
     return Grid(shape, affine)  # type: ignore[arg-type]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .fusion import check_overlap, resample
-from .grid import coarse_grid, target_grid
+from .grid import coarse_grid, target_grid, thick_axis
 from .intensity import robust_max
 from .volume import Volume
 
@@ -33,15 +33,6 @@ def obliquity_degrees(affine: np.ndarray) -> float:
     directions = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
     cosines = np.abs(directions).max(axis=0).clip(-1, 1)
     return float(np.degrees(np.arccos(cosines)).max())
-
-
-def thick_axis(volume: Volume, ratio: float = 1.2) -> int | None:
-    """The array axis whose spacing exceeds the others by ``ratio`` (None: near-isotropic)."""
-    spacing = volume.spacing
-    order = np.argsort(spacing)
-    if spacing[order[2]] >= ratio * spacing[order[1]]:
-        return int(order[2])
-    return None
 
 
 def describe(volume: Volume) -> dict[str, Any]:

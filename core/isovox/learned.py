@@ -30,6 +30,7 @@ ADAPT_PROGRESS_PER_SECOND = 0.1  # progress weight of one second of adaptation (
 
 def learned_spec(name: str, description: str, run: Callable[[MethodRequest], Volume], **fields: Any) -> MethodSpec:
     """The registry entry of a method whose model folder is ``models/<name>/``."""
+    fields.setdefault("consistency", True)
     return MethodSpec(name=name, description=description, run=run, needs_weights=True,
                       available=lambda: has_model(name), model_card=lambda: _card_dict(name),
                       advise=advice(name), **fields)

@@ -19,9 +19,9 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
+from .forward import ScanGeometry, SliceProfile, scan_operator
 from .fusion import resample
-from .grid import Grid
-from .info import thick_axis
+from .grid import Grid, thick_axis
 from .metrics import on_grid  # noqa: F401  (re-exported: the UIs use qa.on_grid)
 from .volume import Volume
 
@@ -33,39 +33,25 @@ def difference_map(result: Volume, other: Volume) -> Volume:
     return Volume(diff, result.affine, {"source": "difference", "description": "isovox difference map"})
 
 
-def reacquire(result: Volume, scan: Volume, profile: str = "box", samples: int = 0) -> Volume:
-    """Simulate acquiring ``scan``'s slices from ``result``: its grid, slice thickness and profile."""
-    axis = thick_axis(scan)
-    if axis is None:
-        axis = int(np.argmax(scan.spacing))
-    spacing = float(scan.spacing[axis])
-    thickness = float(scan.meta.get("slice_thickness") or spacing)
-    fine = float(result.spacing.min())
-    count = samples or max(2, int(np.ceil(2 * thickness / fine)))
-    if profile == "gaussian":  # FWHM = thickness, sampled over +-1.5 FWHM
-        offsets = np.linspace(-1.5, 1.5, 3 * count) * thickness
-        weights = np.exp(-4 * np.log(2) * (offsets / thickness) ** 2)
-    else:
-        offsets = ((np.arange(count) + 0.5) / count - 0.5) * thickness
-        weights = np.ones(count)
-    weights = weights / weights.sum()
-    total = np.zeros(scan.shape, np.float64)
-    cover = np.zeros(scan.shape, np.float64)
-    direction = scan.affine[:3, axis] / spacing
-    for offset, weight in zip(offsets, weights):
-        shifted = scan.affine.copy()
-        shifted[:3, 3] += direction * offset
-        part = resample(result, Grid(scan.shape, shifted))
-        mask = part.full_mask()
-        total += weight * np.where(mask, part.values, 0.0)
-        cover += weight * mask
-    values = np.where(cover > 0.5, total / np.maximum(cover, 1e-12), np.nan)
-    return Volume(values.astype(np.float32), scan.affine, {"source": "re-acquired"})
+def reacquire(result: Volume, scan: Volume, profile: str | SliceProfile = "box",
+              thickness: Optional[float] = None) -> Volume:
+    """``result`` acquired as ``scan`` was, through the forward model (:mod:`isovox.forward`): the scan's
+    grid, slice thickness and profile. NaN where less than half of a scan voxel lies inside ``result``."""
+    import torch
+
+    if isinstance(profile, str):
+        profile = SliceProfile.parse(profile)
+    operator = scan_operator(Grid.of(result), ScanGeometry.of(scan, profile, thickness))
+    with torch.no_grad():
+        values = operator.forward(torch.as_tensor(np.array(result.data, np.float32))).numpy()
+    values = np.where(operator.coverage >= 0.5, values, np.nan).astype(np.float32)
+    return Volume(values, scan.affine, {"source": "re-acquired"})
 
 
-def consistency_map(result: Volume, scan: Volume, profile: str = "box") -> Volume:
+def consistency_map(result: Volume, scan: Volume, profile: str | SliceProfile = "box",
+                    thickness: Optional[float] = None) -> Volume:
     """(result re-acquired like ``scan``) - ``scan``, shown on the result's grid (NaN: no data)."""
-    again = reacquire(result, scan, profile)
+    again = reacquire(result, scan, profile, thickness)
     diff = np.where(np.isfinite(again.data), again.data - scan.data, 0.0)
     valid = np.isfinite(again.data).astype(np.float32)
     grid = Grid.of(result)
@@ -162,3 +148,28 @@ def _sub_grid(grid: Grid, bounds: dict[int, tuple[int, int]]) -> Grid:
     affine = grid.affine.copy()
     affine[:3, 3] = grid.affine[:3, :3] @ start + grid.affine[:3, 3]
     return Grid(tuple(shape), affine)  # type: ignore[arg-type]
+
+
+def forward_model_of(provenance: Optional[dict]) -> tuple[str, Optional[list]]:
+    """(slice profile, per-scan thickness overrides) a run used, from its provenance, so its consistency
+    maps re-acquire the result with the same forward model (default: box, recorded thickness)."""
+    options = (provenance or {}).get("options") or {}
+    thickness = options.get("slice_thickness")
+    return str(options.get("slice_profile") or "box"), (list(thickness) if thickness else None)
+
+
+def consistency_maps(result: Volume, scans: Sequence[Volume], provenance: Optional[dict] = None,
+                     task=None) -> list[Volume]:
+    """One :func:`consistency_map` per scan, through the forward model the run used."""
+    from .progress import ensure_task
+
+    task = ensure_task(task)
+    profile, thickness = forward_model_of(provenance)
+    if thickness is not None and len(thickness) == 1:
+        thickness = thickness * len(scans)
+    steps = task.stages([1.0] * len(scans))
+    out = []
+    for idx, (scan, step) in enumerate(zip(scans, steps)):
+        step.update(0.0, f"consistency with scan {idx + 1}")
+        out.append(consistency_map(result, scan, profile, thickness[idx] if thickness else None))
+    return out

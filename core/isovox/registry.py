@@ -44,6 +44,7 @@ class MethodSpec:
     rank_cpu: int = 0  # higher = preferred as the default on CPU
     rank_gpu: int = 0  # higher = preferred as the default on GPU
     bytes_per_voxel: int = 24  # peak working memory per output voxel, for the memory check
+    consistency: bool = False  # its output ends with a data-consistency solve (unless --no-consistency)
     available: Callable[[], bool] = lambda: True
     model_card: Callable[[], Optional[dict]] = lambda: None
     # a warning for runs the method hands to its baseline (scale k or None if not known yet, number of

@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage, special
 
 from .errors import InputError
-from .grid import regrid_axis
+from .forward import PROFILES, ScanGeometry, SliceProfile, acquire
+from .grid import regrid_axis, rotation_matrix
 from .intensity import robust_max
 from .volume import Volume
-
-PROFILES = ("box", "gaussian", "custom")
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,8 @@ class Acquisition:
     inplane_blur: Gaussian sigma in mm applied along the two in-plane axes.
     noise: Rician noise sigma relative to the volume's robust maximum (0.03 = 3 %).
     seed: seed of the noise, so the scan can be replayed exactly.
+    tilt: rotation (degrees about x, y, z of the volume's array axes) of the whole slice stack about the
+        volume's centre: oblique and non-orthogonal scans.
     """
 
     axis: int
@@ -49,6 +49,7 @@ class Acquisition:
     inplane_blur: float = 0.0
     noise: float = 0.0
     seed: int = 0
+    tilt: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.axis not in (0, 1, 2):
@@ -68,6 +69,14 @@ class Acquisition:
             raise InputError(f"in-plane blur {self.inplane_blur} must be >= 0")
         if not np.isfinite(self.gap):
             raise InputError(f"gap {self.gap} must be finite")
+        tilt = tuple(float(a) for a in self.tilt)
+        if len(tilt) != 3 or not np.all(np.isfinite(tilt)):
+            raise InputError(f"tilt {self.tilt} must be three finite angles in degrees")
+        object.__setattr__(self, "tilt", tilt)
+
+    @property
+    def slice_profile(self) -> SliceProfile:
+        return SliceProfile(self.profile, self.profile_samples)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +86,8 @@ class Acquisition:
         values = dict(values)
         if values.get("profile_samples") is not None:
             values["profile_samples"] = tuple(values["profile_samples"])
+        if values.get("tilt") is not None:
+            values["tilt"] = tuple(values["tilt"])
         return cls(**values)
 
 
@@ -120,67 +131,51 @@ def slab_layout(n: int, scale: float, step: float) -> np.ndarray:
     return -0.5 + scale / 2.0 + step * np.arange(count)
 
 
-def slice_weights(n: int, centres: np.ndarray, scale: float, acq: Acquisition) -> np.ndarray:
-    """Matrix (slices x input voxels): how much each input voxel contributes to each slice.
-
-    Each input voxel is a box of width 1; weights are the integral of the slice
-    profile over it, normalised to sum 1 per slice.
-    """
-    lower = np.arange(n) - 0.5
-    upper = lower + 1.0
-    rel_lo = lower[None, :] - centres[:, None]
-    rel_hi = upper[None, :] - centres[:, None]
-    if acq.profile == "box":
-        half = scale / 2.0
-        weights = np.clip(np.minimum(rel_hi, half) - np.maximum(rel_lo, -half), 0.0, None)
-    elif acq.profile == "gaussian":
-        sigma = scale / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-        cdf = lambda x: 0.5 * (1.0 + special.erf(x / (sigma * np.sqrt(2.0))))  # noqa: E731
-        weights = cdf(rel_hi) - cdf(rel_lo)
-        weights[np.abs(centres[:, None] - np.arange(n)[None, :]) > 3 * scale] = 0.0
-    else:
-        samples = np.asarray(acq.profile_samples, dtype=float)
-        positions = np.linspace(-scale, scale, samples.size)
-        sub = (np.arange(32) + 0.5) / 32.0  # midpoint rule inside each input voxel
-        points = rel_lo[..., None] + sub
-        weights = np.interp(points, positions, samples, left=0.0, right=0.0).mean(axis=-1)
-    totals = weights.sum(axis=1, keepdims=True)
-    if np.any(totals <= 0):
-        raise InputError("the slice profile covers no voxel of the volume")
-    return weights / totals
-
-
-def simulate_scan(hr: Volume, acq: Acquisition) -> Volume:
-    """Make the thick-slice scan that ``acq`` describes from volume ``hr`` (deterministic)."""
+def scan_geometry(hr: Volume, acq: Acquisition) -> ScanGeometry:
+    """The grid and slice model of the scan ``acq`` describes: slabs from the outer face of the volume's
+    field of view, ``scale`` voxels thick, one slice spacing (thickness + gap) apart, tilted as asked."""
     axis = acq.axis
     h = float(hr.spacing[axis])
     thickness_mm = acq.scale * h
     step = (thickness_mm + acq.gap) / h
     if step <= 0:
         raise InputError(f"gap {acq.gap} mm leaves no room between {thickness_mm:g} mm slices")
-    data = np.asarray(hr.data, dtype=np.float64)
-    if acq.inplane_blur > 0:
-        sigmas = [acq.inplane_blur / s if a != axis else 0.0 for a, s in enumerate(hr.spacing)]
-        data = ndimage.gaussian_filter(data, sigmas, mode="nearest")
-    n = hr.shape[axis]
-    centres = slab_layout(n, acq.scale, step)
-    weights = slice_weights(n, centres, acq.scale, acq)
-    thick = np.moveaxis(np.tensordot(weights, data, axes=([1], [axis])), 0, axis)
+    centres = slab_layout(hr.shape[axis], acq.scale, step)
+    affine = regrid_axis(hr.affine, axis, step, float(centres[0]))
+    shape = list(hr.shape)
+    shape[axis] = len(centres)
+    if any(acq.tilt):
+        centre = hr.index_to_world((np.asarray(hr.shape, float) - 1) / 2)
+        rotation = hr.directions @ rotation_matrix(*acq.tilt) @ hr.directions.T  # about the volume's own axes
+        turn = np.eye(4)
+        turn[:3, :3] = rotation
+        turn[:3, 3] = centre - rotation @ centre
+        affine = turn @ affine
+    return ScanGeometry(tuple(shape), affine, axis, thickness_mm, acq.slice_profile,
+                        inplane_blur=float(acq.inplane_blur))
+
+
+def simulate_scan(hr: Volume, acq: Acquisition) -> Volume:
+    """Make the thick-slice scan that ``acq`` describes from volume ``hr`` (deterministic).
+
+    The scan is the forward model (:mod:`isovox.forward`) applied to ``hr``, plus Rician noise."""
+    geometry = scan_geometry(hr, acq)
+    thick = acquire(hr, geometry).astype(np.float64)
     if acq.noise > 0:
         sigma = acq.noise * robust_max(hr.data)
         rng = np.random.default_rng(acq.seed)
         real = thick + rng.normal(0.0, sigma, thick.shape)
         imag = rng.normal(0.0, sigma, thick.shape)
         thick = np.sqrt(real**2 + imag**2)
-    affine = regrid_axis(hr.affine, axis, step, float(centres[0]))
+    thickness_mm = float(geometry.thickness)
     meta = {
         "source": f"simulated from {hr.meta.get('source', 'volume')}",
         "acquisition": acq.to_dict(),
         "slice_thickness": thickness_mm,
         "spacing_between_slices": thickness_mm + acq.gap,
-        "description": f"isovox sim axis{axis} x{acq.scale:g} {acq.profile}",
+        "description": f"isovox sim axis{acq.axis} x{acq.scale:g} {acq.profile}",
     }
-    return Volume(thick.astype(np.float32), affine, meta)
+    return Volume(thick.astype(np.float32), geometry.affine, meta)
 
 
 def simulate_scans(hr: Volume, acquisitions: Iterable[Acquisition]) -> list[Volume]:

@@ -217,15 +217,12 @@ def qa_maps(result: Volume, scans: Sequence[Volume], reference: Optional[Volume]
             task: Optional[Task] = None) -> QAMaps:
     """Every residual/consistency/distance map of the issue, computed headlessly."""
     task = task or Task()
-    steps = task.stages([3.0, 1.0] + [2.0] * len(scans) + [1.0])
+    steps = task.stages([3.0, 1.0, 2.0 * len(scans), 1.0])
     fused = fused_input(scans, result, steps[0])
     added = qa.difference_map(result, fused)
     steps[1].update(0.0, "residual maps")
     error = qa.difference_map(result, reference) if reference is not None else None
-    consistency = []
-    for idx, scan in enumerate(scans):
-        steps[2 + idx].update(0.0, f"consistency with scan {idx + 1}")
-        consistency.append(qa.consistency_map(result, scan))
+    consistency = qa.consistency_maps(result, scans, result.meta.get("provenance"), steps[2])
     steps[-1].update(0.0, "distance to acquired slices")
     distance = qa.acquired_distance_map(Grid.of(result), list(scans))
     task.update(1.0, "maps ready")

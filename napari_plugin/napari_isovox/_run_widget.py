@@ -73,6 +73,19 @@ class RunPanel(QWidget):
         self.adapt = QCheckBox("Adapt the network to these scans first (learned methods; about 5 min)")
         self.adapt.setToolTip("Fine-tunes a copy of the network on the scans' own in-plane detail; "
                               "kept only if it beats the shipped network on a held-out slab. Previews skip it.")
+        self.profile = QComboBox()
+        self.profile.addItems(["box", "gaussian"])
+        self.profile.setToolTip("Slice profile of the forward model: box of the slice thickness (2-D "
+                                "acquisitions) or Gaussian (FWHM = thickness)")
+        self.smoothness = QDoubleSpinBox()
+        self.smoothness.setRange(0.0, 10.0)
+        self.smoothness.setDecimals(4)
+        self.smoothness.setSingleStep(0.001)
+        self.smoothness.setSpecialValueText("auto (from left-out slices)")
+        self.consistency = QCheckBox("Data consistency: the result honours every acquired slice")
+        self.consistency.setChecked(True)
+        self.consistency.setToolTip("Learned methods end with a solve through the forward model; "
+                                    "untick to see the raw network output")
         self.device = QComboBox()
         self.device.addItems(list(frontend.DEVICES))
         self.slab = QDoubleSpinBox()
@@ -108,6 +121,9 @@ class RunPanel(QWidget):
         form.addRow("", self.match)
         form.addRow("", self.ensemble)
         form.addRow("", self.adapt)
+        form.addRow("Slice profile", self.profile)
+        form.addRow("Smoothness", self.smoothness)
+        form.addRow("", self.consistency)
         form.addRow("Preview half-width", self.slab)
         buttons = QHBoxLayout()
         for button in (self.check_button, self.preview_button, self.run_button, self.cancel_button):
@@ -208,7 +224,9 @@ class RunPanel(QWidget):
             scans=scans, method=self.method.currentData(), spacing=self.spacing.value() or None,
             scale=self.scale.value() or None, reference=reference, device=self.device.currentText(),
             options=RunOptions(register=self.register.isChecked(), match_intensity=self.match.isChecked(),
-                               ensemble=self.ensemble.isChecked(), adapt=self.adapt.isChecked()),
+                               ensemble=self.ensemble.isChecked(), adapt=self.adapt.isChecked(),
+                               slice_profile=self.profile.currentText(), smoothness=self.smoothness.value() or None,
+                               consistency=self.consistency.isChecked()),
         )
 
     # ------------------------------------------------------------------ work
@@ -307,7 +325,9 @@ class RunPanel(QWidget):
 
         def add(output: _core.RunOutput) -> None:
             layer = add_layer_data(self.viewer, self._result_layer(output))
-            self.status.setText(f"added {layer.name} ({output.provenance['seconds']:.1f} s)")
+            physics = frontend.reconstruction_summary(output.provenance)
+            self.status.setText(f"added {layer.name} ({output.provenance['seconds']:.1f} s)"
+                                + (f"; {physics}" if physics else ""))
             if self.on_result is not None:
                 self.on_result(layer, request)
 

@@ -117,7 +117,8 @@ def test_run_in_worker_adds_result_with_geometry(qtbot, dock, viewer, tmp_path):
     assert side["provenance"]["method"] == "cubeavg" and side["provenance"]["spacing"] == [2.0, 2.0, 2.0]
     first = side["provenance"]["inputs"][0]
     assert first["path"].endswith("colin27_axial_4mm.nii.gz") and len(first["sha256"]) == 64
-    assert side["provenance"]["options"] == {"register": False, "match_intensity": False, "ensemble": False, "adapt": False}
+    assert side["provenance"]["options"] == {"register": False, "match_intensity": False, "ensemble": False,
+                                             "adapt": False, "slice_profile": "box", "consistency": True}
 
 
 def test_bad_choice_is_a_notification_not_a_traceback(qtbot, dock, viewer):
@@ -179,7 +180,7 @@ def test_layer_context_menu_super_resolves_selection(qtbot, dock, viewer):
         assert not items[0].when.eval({"num_selected_image_layers": 0})
     viewer.layers.selection = {viewer.layers[0]}
     app.commands.execute_command("napari-isovox.super_resolve_selected").result()
-    qtbot.waitUntil(lambda: viewer.layers[-1].name.startswith("isovox bspline"), timeout=60_000)
+    qtbot.waitUntil(lambda: viewer.layers[-1].name.startswith("isovox srr"), timeout=120_000)
     result = viewer.layers[-1]
     assert result.data.shape == (100, 100, 100) and result.metadata["isovox_role"] == "result"
 

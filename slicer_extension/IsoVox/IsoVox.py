@@ -27,6 +27,7 @@ from IsoVoxLib import dependencies
 ENGINE_SOURCE_SETTING = "IsoVox/EngineSource"  # PyPI name, wheel or source folder of the engine
 SAVE_FORMATS = (("NRRD (.nrrd)", ".nrrd"), ("NIfTI (.nii.gz)", ".nii.gz"))
 AUTO_METHOD = "auto (best available)"
+SLICE_PROFILES = ("box", "gaussian")  # the forward model's slice profiles offered in the panel
 OVERLAY_NONE = "None"
 OVERLAY_REFERENCE = "Result - reference"
 OVERLAY_FUSED = "Result - fused input"
@@ -64,6 +65,7 @@ class IsoVoxLogic(ScriptedLoadableModuleLogic):
     DEFAULTS = {
         "method": "", "spacing": "0.0", "scale": "0.0", "device": "auto", "register": "false",
         "matchIntensity": "false", "ensemble": "false", "adapt": "false", "background": "true", "previewHalfWidth": "5.0",
+        "sliceProfile": "box", "smoothness": "0.0", "consistency": "true",
         "overlay": OVERLAY_REFERENCE, "opacity": "0.5", "lesionBox": "3.0",
     }
 
@@ -140,6 +142,7 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = IsoVoxLogic()
 
         self.ui.saveFormatComboBox.addItems([label for label, _ in SAVE_FORMATS])
+        self.ui.sliceProfileComboBox.addItems(list(SLICE_PROFILES))
         self.ui.overlayComboBox.addItems([OVERLAY_NONE, OVERLAY_REFERENCE, OVERLAY_FUSED])
         self.ui.progressBar.hide()
         self.populateMethods()
@@ -152,6 +155,8 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.deviceComboBox, "device"), (self.ui.registerCheckBox, "register"),
             (self.ui.matchIntensityCheckBox, "matchIntensity"), (self.ui.ensembleCheckBox, "ensemble"),
             (self.ui.adaptCheckBox, "adapt"), (self.ui.backgroundCheckBox, "background"),
+            (self.ui.sliceProfileComboBox, "sliceProfile"), (self.ui.smoothnessSpinBox, "smoothness"),
+            (self.ui.consistencyCheckBox, "consistency"),
             (self.ui.previewHalfWidthSliderWidget, "previewHalfWidth"), (self.ui.overlayComboBox, "overlay"),
             (self.ui.opacitySliderWidget, "opacity"), (self.ui.lineSelector, "line"),
             (self.ui.lesionListSelector, "lesions"), (self.ui.lesionBoxSliderWidget, "lesionBox"),
@@ -306,6 +311,7 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.ui.scaleSliderWidget.value > 0:
             spacing = self.logic.engine.spacing_for_scale(self.inputNodes(), self.ui.scaleSliderWidget.value)
         from isovox.frontend import reference_for_method
+        from isovox.options import RunOptions
 
         method = None if self.ui.methodComboBox.currentText in ("", AUTO_METHOD) else self.ui.methodComboBox.currentText
         return {
@@ -313,11 +319,11 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "spacing": spacing,
             "reference": reference_for_method(method, self.ui.referenceSelector.currentNode()),
             "device": self.ui.deviceComboBox.currentText or "auto",
-            "register": self.ui.registerCheckBox.checked,
-            "match_intensity": self.ui.matchIntensityCheckBox.checked,
-            # only when ticked: baselines refuse these options
-            **({"ensemble": True} if self.ui.ensembleCheckBox.checked else {}),
-            **({"adapt": True} if self.ui.adaptCheckBox.checked else {}),
+            "options": RunOptions(
+                register=self.ui.registerCheckBox.checked, match_intensity=self.ui.matchIntensityCheckBox.checked,
+                ensemble=self.ui.ensembleCheckBox.checked, adapt=self.ui.adaptCheckBox.checked,
+                slice_profile=self.ui.sliceProfileComboBox.currentText or None,
+                smoothness=self.ui.smoothnessSpinBox.value or None, consistency=self.ui.consistencyCheckBox.checked),
         }
 
     def showError(self, error):
@@ -382,8 +388,7 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         python = shutil.which("PythonSlicer") or sys.executable
         self._run = BackgroundRun(self.logic.engine, self.inputNodes(), settings["method"], settings["spacing"],
                                   settings["reference"], settings["device"], self.resultNode(), python,
-                                  settings["register"], settings["match_intensity"],
-                                  settings.get("ensemble", False), settings.get("adapt", False))
+                                  settings["options"])
         self._runStart = time.perf_counter()
         self._run.start()
         self.ui.progressBar.value = 0
@@ -450,7 +455,12 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.util.setSliceViewerLayers(background=node, fit=True)
         dims = "x".join(str(d) for d in node.GetImageData().GetDimensions())
         spacing = min(node.GetSpacing())
-        self.ui.statusLabel.text = f"Created {node.GetName()} ({dims} voxels, {spacing:g} mm) in {seconds:.1f} s."
+        from isovox.frontend import reconstruction_summary
+        from IsoVoxLib.logic import get_provenance
+
+        physics = reconstruction_summary(get_provenance(node) or {})
+        self.ui.statusLabel.text = (f"Created {node.GetName()} ({dims} voxels, {spacing:g} mm) in {seconds:.1f} s."
+                                    + (f"\n{physics}." if physics else ""))
         self.updateButtons()
 
     # ------------------------------------------------------------------ compare

@@ -12,6 +12,7 @@ from IsoVoxLib.convert import volume_from_node
 from IsoVoxLib.logic import IsoVoxLogic, get_provenance
 from IsoVoxLib.process import BackgroundRun, EngineProcess, engine_command
 from isovox.frontend import parse_progress
+from isovox.options import RunOptions
 from isovox.errors import CancelledError, InputError
 
 
@@ -70,12 +71,23 @@ def test_an_engine_error_reaches_the_user_as_its_one_line(tmp_path):
 
 def test_command_line_and_progress_parsing():
     command = engine_command("py", ["a.nrrd", "b.nrrd"], "o.nrrd", "cubeavg", (0.8, 0.8, 1), "r.nrrd", "cpu",
-                             register=True, match_intensity=True)
+                             RunOptions(register=True, match_intensity=True))
     assert command[:3] == ["py", "-m", "isovox.cli.main"]
     assert command[3:] == ["run", "a.nrrd", "b.nrrd", "-o", "o.nrrd", "--device", "cpu", "--progress", "lines",
                            "--method", "cubeavg", "--spacing", "0.8,0.8,1", "--reference", "r.nrrd", "--register",
                            "--match-intensity"]
-    assert engine_command("py", ["a.nrrd"], "o.nrrd", "mrl", ensemble=True, adapt=True)[-2:] == ["--ensemble", "--adapt"]
+    options = RunOptions(ensemble=True, adapt=True, slice_profile="gaussian", slice_thickness=(4.5,), smoothness=0.002,
+                         consistency=False)
+    tail = engine_command("py", ["a.nrrd"], "o.nrrd", "mrl", options=options)[13:]
+    assert tail == ["--ensemble", "--adapt", "--slice-profile", "gaussian", "--slice-thickness", "4.5",
+                    "--smoothness", "0.002", "--no-consistency"]
+    from isovox.cli.main import build_parser  # the engine parses back exactly these options
+
+    args = build_parser().parse_args(["run", "a.nrrd", "-o", "o.nrrd"] + tail)
+    parsed = RunOptions.of(ensemble=args.ensemble, adapt=args.adapt, slice_profile=args.slice_profile,
+                           slice_thickness=args.slice_thickness, smoothness=args.smoothness,
+                           consistency=args.consistency)
+    assert parsed == options
     assert parse_progress("isovox-progress 0.4200 cubeavg: fusing") == (0.42, "cubeavg: fusing")
     assert parse_progress("isovox-progress 1.0000") == (1.0, "")
     assert parse_progress("wrote result.nrrd") is None and parse_progress("isovox-progress x") is None

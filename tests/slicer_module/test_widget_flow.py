@@ -110,6 +110,8 @@ def app(monkeypatch, scene, scan_nodes, hr_node):
         spacingSliderWidget=Fake(value=2.0), scaleSliderWidget=Fake(value=0.0), deviceComboBox=Fake(currentText="cpu"),
         registerCheckBox=Fake(checked=False), matchIntensityCheckBox=Fake(checked=False),
         ensembleCheckBox=Fake(checked=False), adaptCheckBox=Fake(checked=False),
+        sliceProfileComboBox=Fake(currentText="box"), smoothnessSpinBox=Fake(value=0.0),
+        consistencyCheckBox=Fake(checked=True),
         backgroundCheckBox=Fake(checked=False), previewHalfWidthSliderWidget=Fake(value=3.0),
         progressBar=Fake(value=0), statusLabel=Fake(), preflightLabel=Fake(),
         applyButton=Fake(), previewButton=Fake(), cancelButton=Fake(), suggestButton=Fake(),

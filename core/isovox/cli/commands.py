@@ -85,6 +85,16 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                    help="learned methods: first fine-tune the network on these scans (no HR data needed)")
     p.add_argument("--adapt-seconds", type=float, metavar="S",
                    help="time for --adapt (default 300); the shipped weights are never changed")
+    p.add_argument("--slice-profile", metavar="PROFILE",
+                   help="slice profile of the forward model: box (default), gaussian (FWHM = thickness) or "
+                        "comma-separated samples over [-thickness, +thickness]")
+    p.add_argument("--slice-thickness", metavar="MM",
+                   help="slice thickness in mm, one for all scans or one per scan (default: from DICOM/BIDS, "
+                        "else the slice spacing)")
+    p.add_argument("--smoothness", type=float, metavar="LAMBDA",
+                   help="reconstruction regularisation weight (default: chosen for the input from left-out slices)")
+    p.add_argument("--no-consistency", dest="consistency", action="store_false",
+                   help="learned methods: show the raw network output, without the final data-consistency solve")
     p.add_argument("--max-memory", type=float, metavar="GB", help="refuse runs estimated to need more memory")
     p.add_argument("--progress", choices=["bar", "lines", "none"], default="bar",
                    help="bar (terminal), lines (machine-readable, for front ends) or none")
@@ -107,7 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         limit = int(args.max_memory * 1024**3)
     run_plan = api.plan(scans, args.method, spacing=args.spacing, reference=reference, device=args.device,
                         max_memory_bytes=limit, register=args.register, match_intensity=args.match_intensity,
-                        ensemble=args.ensemble, adapt=args.adapt, adapt_seconds=args.adapt_seconds)
+                        ensemble=args.ensemble, adapt=args.adapt, adapt_seconds=args.adapt_seconds,
+                        slice_profile=args.slice_profile, slice_thickness=args.slice_thickness,
+                        smoothness=args.smoothness, consistency=args.consistency)
     for warning in run_plan.warnings:
         print(f"isovox: warning: {warning}", file=sys.stderr)
     task, close = progress_task(args.quiet, run_plan.method.name, args.progress)

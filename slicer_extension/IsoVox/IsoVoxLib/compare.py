@@ -18,7 +18,7 @@ from isovox.grid import Grid
 from isovox.volume import Volume
 
 from .convert import add_volume_node, node_label, volume_from_node
-from .logic import as_node_list
+from .logic import as_node_list, get_provenance
 
 DIVERGING_COLOR_NAME = "IsoVox diverging"
 COMPARE_LAYOUT_ID = 28801  # a custom layout id, clear of Slicer's built-in ones
@@ -74,8 +74,8 @@ def consistency_nodes(logic: Any, result_node: Any, input_nodes: Sequence[Any]) 
     """Per scan: the result re-acquired like that scan minus the scan (where it contradicts the data)."""
     result = volume_from_node(result_node)
     nodes = []
-    for scan_node, scan in zip(as_node_list(input_nodes), logic.scans(input_nodes)):
-        diff = qa.consistency_map(result, scan)
+    maps = qa.consistency_maps(result, logic.scans(input_nodes), get_provenance(result_node))
+    for scan_node, diff in zip(as_node_list(input_nodes), maps):
         name = f"{node_label(result_node)} consistency {node_label(scan_node)}"
         nodes.append(_residual_node(result_node.GetScene(), diff, name, None, "consistency"))
     return nodes

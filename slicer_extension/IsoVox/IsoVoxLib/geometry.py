@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from isovox.info import thick_axis
+from isovox.grid import thick_axis
 from isovox.volume import Volume
 
 from .convert import world_ijk_to_ras

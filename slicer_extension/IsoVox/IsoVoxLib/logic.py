@@ -125,8 +125,9 @@ class IsoVoxLogic:
         Previews skip ``adapt`` (minutes of fine-tuning): they show the shipped network."""
         scans = self.scans(inputVolumes)
         ref = self.volume(reference) if reference is not None else None
+        chosen = options.pop("options", None)
         run = frontend.preview_plan(scans, centre_ras, half_width_mm, normal_ras, method or None, spacing, ref, device,
-                                    RunOptions.of(**options))
+                                    RunOptions.of(chosen, **options))
         return self._execute(run, inputVolumes, reference, outputVolume, task, suffix=" preview")
 
     def _execute(self, run: api.Plan, inputs: Sequence[Any], reference: Any, output: Any,

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from isovox.errors import CancelledError
-from isovox.frontend import PROGRESS_PREFIX, ExitCode, error_for_exit, parse_progress
+from isovox.frontend import PROGRESS_PREFIX, ExitCode, error_for_exit, parse_progress, run_arguments
+from isovox.options import RunOptions
 from isovox.io import read_volume, sidecar_path, write_volume
 
 from .convert import add_volume_node, node_label
@@ -32,8 +33,7 @@ from .logic import IsoVoxLogic, as_node_list, output_name, set_provenance
 
 def engine_command(python: str, scans: Sequence[str], output: str, method: Optional[str] = None,
                    spacing: Any = None, reference: Optional[str] = None, device: str = "auto",
-                   register: bool = False, match_intensity: bool = False, ensemble: bool = False,
-                   adapt: bool = False) -> list[str]:
+                   options: Optional[RunOptions] = None) -> list[str]:
     """The ``isovox run`` command line for these settings."""
     command = [python, "-m", "isovox.cli.main", "run", *map(str, scans), "-o", str(output), "--device", device,
                "--progress", "lines"]
@@ -44,15 +44,7 @@ def engine_command(python: str, scans: Sequence[str], output: str, method: Optio
         command += ["--spacing", text]
     if reference:
         command += ["--reference", str(reference)]
-    if register:
-        command.append("--register")
-    if match_intensity:
-        command.append("--match-intensity")
-    if ensemble:
-        command.append("--ensemble")
-    if adapt:
-        command.append("--adapt")
-    return command
+    return command + run_arguments(options or RunOptions())
 
 
 class EngineProcess:
@@ -145,13 +137,12 @@ class BackgroundRun:
 
     def __init__(self, logic: IsoVoxLogic, input_nodes: Sequence[Any], method: Optional[str] = "cubeavg",
                  spacing: Any = None, reference: Any = None, device: str = "auto", output_node: Any = None,
-                 python: Optional[str] = None, register: bool = False, match_intensity: bool = False,
-                 ensemble: bool = False, adapt: bool = False) -> None:
+                 python: Optional[str] = None, options: Optional[RunOptions] = None) -> None:
         self.input_nodes = as_node_list(input_nodes)
         self.reference = reference
         self.output_node = output_node
-        flags = {k: True for k, on in (("ensemble", ensemble), ("adapt", adapt)) if on}
-        self.plan = logic.plan(self.input_nodes, method, spacing, reference, device, **flags)  # refuse before launching
+        options = options or RunOptions()
+        self.plan = logic.plan(self.input_nodes, method, spacing, reference, device, options=options)  # refuse early
         self.method = self.plan.method.name
         self.folder = Path(tempfile.mkdtemp(prefix="isovox-slicer-"))
         self.output_path = self.folder / "result.nrrd"
@@ -163,7 +154,7 @@ class BackgroundRun:
             self.cleanup()
             raise
         command = engine_command(python or sys.executable, scans, str(self.output_path), self.method, spacing, ref,
-                                 device, register, match_intensity, ensemble, adapt)
+                                 device, options)
         self.process = EngineProcess(command)
 
     def _write(self, volume: Any, name: str) -> str:
