@@ -98,7 +98,8 @@ def plan(
         warnings.append(f"{spec.name}: {advice}")
     if spec.name == "srr" or (spec.consistency and options.consistency):
         warnings += undetermined_axes(scans, grid)
-    needed = memory_needed(spec, scans, grid, device)
+    needed = memory_needed(spec, scans, grid, device, physics=spec.name == "srr" or (spec.consistency and
+                                                                                   options.consistency))
     check_memory(needed, f"an output of {'x'.join(str(n) for n in grid.shape)} voxels", max_memory_bytes)
     return Plan(scans, spec, grid, device, reference, options, warnings, needed)
 
@@ -179,9 +180,16 @@ def undetermined_axes(scans: Sequence[Volume], grid: Grid) -> list[str]:
     return out
 
 
-def memory_needed(spec: MethodSpec, scans: Sequence[Volume], grid: Grid, device: str) -> int:
-    """Estimated peak memory of the run in bytes (the output grid, copies of the inputs, network tiles)."""
+def memory_needed(spec: MethodSpec, scans: Sequence[Volume], grid: Grid, device: str, physics: bool = False) -> int:
+    """Estimated peak memory of the run in bytes (the output grid, copies of the inputs, network tiles, and
+    with ``physics`` the reconstruction's unknowns and forward operators)."""
     needed = grid.n_voxels * spec.bytes_per_voxel + sum(s.data.nbytes for s in scans) * 3
+    if physics:
+        from .forward import ScanGeometry, operator_bytes
+        from .recon import SOLVE_BYTES_PER_VOXEL
+
+        needed += grid.n_voxels * SOLVE_BYTES_PER_VOXEL if spec.name != "srr" else 0
+        needed += sum(operator_bytes(grid, ScanGeometry.of(scan)) for scan in scans)
     if spec.needs_weights and device == "cpu":  # network activations of one tile live in host memory
         # a tile never exceeds the budget, nor (much) the volume itself: ~2 KB of activations per voxel at most
         needed += int(min(TILE_BUDGET_BYTES, grid.n_voxels * 2048.0))

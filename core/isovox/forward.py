@@ -153,7 +153,8 @@ class ScanGeometry:
                 raise InputError("slice positions need a slice axis and one position per slice")
 
     @classmethod
-    def of(cls, scan: Volume, profile: Optional[SliceProfile] = None, thickness: Optional[float] = None) -> "ScanGeometry":
+    def of(cls, scan: Volume, profile: Optional[SliceProfile] = None,
+           thickness: Optional[float] = None) -> "ScanGeometry":
         """The geometry a scan records: its grid, thick axis and (from its sidecar/DICOM) slice thickness."""
         axis = thick_axis(scan)
         known = thickness if thickness is not None else scan.meta.get("slice_thickness")
@@ -487,6 +488,19 @@ class SampledOperator(ScanOperator):
             else:
                 total += torch.from_numpy(matrix.T @ part.detach().cpu().numpy()).to(y.device)
         return total.reshape(self.grid.shape)
+
+
+def operator_bytes(grid: Grid, geometry: ScanGeometry) -> int:
+    """Memory an operator keeps: next to nothing for a separable one; the stored sparse map (or one slab
+    of it) for an oblique one."""
+    if axis_correspondence(grid.affine, geometry.affine, tol=1e-5) is not None:
+        return int(sum(geometry.shape) * 64 * 8)
+    finest = float(grid.spacing.min())
+    lattice = 1
+    for t in range(3):
+        lattice *= max(1, int(np.ceil(2 * geometry.kernel(t).support() / finest - 1e-9)))
+    entries = int(np.prod(geometry.shape)) * lattice * 8
+    return int(min(entries, SPARSE_BUDGET) * 8 + LATTICE_POINTS * 8 * 16)
 
 
 # --------------------------------------------------------------------------- numpy conveniences

@@ -22,7 +22,8 @@ from .volume import Volume
 __all__ = [
     "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "diverging_limit", "display_limits",
     "error_for_exit", "exit_code", "get_method", "method_help", "method_named", "methods_for", "parse_progress",
-    "preflight_text", "preview_plan", "progress_line", "record_inputs", "reconstruction_summary", "reference_for_method", "run_arguments",
+    "preflight_text", "preview_plan", "progress_line", "record_inputs", "reconstruction_summary",
+    "reference_for_method", "run_arguments",
     "scale_for_spacing", "slab_axis", "spacing_for_scale", "user_message",
 ]
 

@@ -28,7 +28,9 @@ from .volume import Volume
 __all__ = ["ConvergenceError", "Reconstruction", "Settings", "TIE", "consistency_residuals",
            "enforce_consistency", "reconstruct", "settings_for"]
 
-TIE = 0.1  # mu: how strongly data consistency keeps a network's output where the scans do not decide
+SOLVE_BYTES_PER_VOXEL = 160  # peak of a TGV solve: 4 unknowns x (value, gradient, trial x2, direction,
+#                               history 2 x 4) float32, plus the prior's temporaries
+TIE = 0.003  # mu: how strongly data consistency keeps a network's output where the scans do not decide (measured best)
 
 
 @dataclass
@@ -94,16 +96,8 @@ def reconstruct(scans: Sequence[Volume], grid: Grid, settings: Settings, task: O
     terms = scan_terms(scans, sub, geometries, scale, settings.device)
     report["calibration"] = calibrate(terms, scans, sub, geometries, scale, prior, smoothness, x0[box] / scale,
                                       settings.robust, settings.match_intensity, settings.device, steps[2])
-    device = torch.device(settings.device)
-    x = torch.as_tensor(x0[box] / scale, device=device)
-    tie, tied = 0.0, None
-    if anchor is not None and settings.tie > 0:
-        full = np.zeros(outer.shape, np.float32)
-        full[inner] = anchor
-        where = np.zeros(outer.shape, np.float32)
-        where[inner] = settings.tie
-        tied = torch.as_tensor(full[box] / scale, device=device)
-        tie = torch.as_tensor(where[box], device=device)
+    x = torch.as_tensor(x0[box] / scale, device=torch.device(settings.device))
+    tie, tied = _tie(anchor, settings, outer.shape, inner, box, scale)
     x = solve(x, terms, prior, smoothness, sub.spacing, settings.iterations, steps[3], tie, tied)
     values = np.array(x0, copy=True)
     values[box] = x.cpu().numpy() * scale
@@ -116,6 +110,20 @@ def reconstruct(scans: Sequence[Volume], grid: Grid, settings: Settings, task: O
 
 
 THIN = 32  # grid axes shorter than this (preview slabs) are grown so whole slices fit in
+
+
+def _tie(anchor: Optional[np.ndarray], settings: Settings, shape: Sequence[int], inner: tuple, box: tuple,
+         scale: float):
+    """(mu per voxel, the network's output) on the solved box: mu inside the requested grid, 0 around it."""
+    if anchor is None or settings.tie <= 0:
+        return 0.0, None
+    torch = _torch()
+    device = torch.device(settings.device)
+    full = np.zeros(shape, np.float32)
+    full[inner] = anchor
+    where = np.zeros(shape, np.float32)
+    where[inner] = settings.tie
+    return torch.as_tensor(where[box], device=device), torch.as_tensor(full[box] / scale, device=device)
 
 
 def grown(grid: Grid, geometries: Sequence[ScanGeometry]) -> tuple[Grid, tuple[slice, slice, slice]]:

@@ -162,65 +162,83 @@ class LBFGS:
         self.count += 1
 
 
-def solve(x0, terms: Sequence[ScanTerm], prior, smoothness: float, spacing: np.ndarray, iterations: int,
-          task: Optional[Task] = None, tie: Any = 0.0, anchor=None, label: str = "reconstructing"):
-    """L-BFGS (Armijo backtracking) from ``x0`` for ``iterations`` steps, fewer once the objective stops
-    moving; returns x. The unknowns (x, and the prior's auxiliary fields) live in one flat buffer that the
-    objective reads and writes through views, so a step allocates nothing and usually costs one
-    evaluation. Raises ConvergenceError on non-finite values or divergence."""
-    torch = _torch()
-    task = ensure_task(task)
-    parts = prior.variables(x0)
-    shapes = [tuple(p.shape) for p in parts]
-    x = torch.cat([p.reshape(-1).float() for p in parts]).contiguous()
-    del parts
-    trial, grad, trial_grad, direction = (torch.empty_like(x) for _ in range(4))
+class FlatProblem:
+    """The objective over one flat buffer holding x and the prior's auxiliary fields, read and written
+    through views (so L-BFGS steps allocate nothing)."""
 
-    def views(vector):
+    def __init__(self, x0, terms: Sequence[ScanTerm], prior, smoothness: float, spacing: np.ndarray,
+                 tie: Any, anchor) -> None:
+        torch = _torch()
+        parts = prior.variables(x0)
+        self.shapes = [tuple(p.shape) for p in parts]
+        self.start = torch.cat([p.reshape(-1).float() for p in parts]).contiguous()
+        self.args = (terms, prior, smoothness, spacing, tie, anchor)
+
+    def views(self, vector) -> list:
         out, start = [], 0
-        for shape in shapes:
+        for shape in self.shapes:
             size = int(np.prod(shape))
             out.append(vector[start:start + size].view(shape))
             start += size
         return out
 
-    def evaluate(vector, into) -> float:
-        value = float(objective(views(vector), terms, prior, smoothness, spacing, tie, anchor, views(into))[0])
+    def evaluate(self, vector, gradient) -> float:
+        """The objective at ``vector``; its gradient is written into ``gradient``."""
+        terms, prior, smoothness, spacing, tie, anchor = self.args
+        value = float(objective(self.views(vector), terms, prior, smoothness, spacing, tie, anchor,
+                                self.views(gradient))[0])
         if not math.isfinite(value):
             raise ConvergenceError("the reconstruction diverged (non-finite values); no output was written. "
                                    "Try a larger --smoothness or check the scans for corrupt voxels")
         return value
 
-    value = first = evaluate(x, grad)
+
+def solve(x0, terms: Sequence[ScanTerm], prior, smoothness: float, spacing: np.ndarray, iterations: int,
+          task: Optional[Task] = None, tie: Any = 0.0, anchor=None, label: str = "reconstructing"):
+    """L-BFGS (Armijo backtracking) from ``x0`` for ``iterations`` steps, fewer once the objective stops
+    moving; returns x. A step usually costs one evaluation. Raises ConvergenceError on non-finite values
+    or divergence."""
+    torch = _torch()
+    task = ensure_task(task)
+    problem = FlatProblem(x0, terms, prior, smoothness, spacing, tie, anchor)
+    x = problem.start
+    trial, grad, trial_grad, direction = (torch.empty_like(x) for _ in range(4))
+    value = first = problem.evaluate(x, grad)
     memory = LBFGS(x.numel(), HISTORY, x.device)
     for iteration in range(iterations):
         task.update(iteration / iterations, f"{label}: objective {value:.4g}")
-        memory.direction(grad, direction)
-        slope = float(direction @ grad)
-        if slope >= 0:  # numerical trouble: restart from the gradient
-            memory.count = 0
-            memory.direction(grad, direction)
-            slope = float(direction @ grad)
-        step, accepted = 1.0, False
-        for _ in range(20):
-            torch.add(x, direction, alpha=step, out=trial)
-            new_value = evaluate(trial, trial_grad)
-            if new_value <= value + 1e-4 * step * slope:
-                accepted = True
-                break
-            step *= 0.3
-        if not accepted:
+        new_value = _line_search(problem, memory, x, value, grad, direction, trial, trial_grad)
+        if new_value is None:
             break  # no decrease along the direction: converged as far as float32 allows
         memory.remember(trial, x, trial_grad, grad)
-        x, trial = trial, x
-        grad, trial_grad = trial_grad, grad
+        x, trial, grad, trial_grad = trial, x, trial_grad, grad
         change, value = value - new_value, new_value
         if change <= 1e-8 * abs(first):
             break
     if not math.isfinite(value) or value > 10 * abs(first) + 1e-12:
         raise ConvergenceError("the reconstruction diverged; no output was written. Try a larger --smoothness")
     task.update(1.0, label)
-    return views(x)[0].clone()
+    return problem.views(x)[0].clone()
+
+
+def _line_search(problem: FlatProblem, memory: LBFGS, x, value: float, grad, direction, trial, trial_grad):
+    """Backtrack along the L-BFGS direction until the Armijo condition holds; the accepted point is left
+    in ``trial`` / ``trial_grad`` and its value returned (None: no decrease found)."""
+    torch = _torch()
+    memory.direction(grad, direction)
+    slope = float(direction @ grad)
+    if slope >= 0:  # numerical trouble: restart from the gradient
+        memory.count = 0
+        memory.direction(grad, direction)
+        slope = float(direction @ grad)
+    step = 1.0
+    for _ in range(20):
+        torch.add(x, direction, alpha=step, out=trial)
+        new_value = problem.evaluate(trial, trial_grad)
+        if new_value <= value + 1e-4 * step * slope:
+            return new_value
+        step *= 0.3
+    return None
 
 
 def back_projection(terms: Sequence[ScanTerm], shape: Sequence[int]):

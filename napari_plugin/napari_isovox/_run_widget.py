@@ -67,6 +67,10 @@ class RunPanel(QWidget):
         self.scale.setSingleStep(0.25)
         self.scale.setSpecialValueText("off (use spacing)")
         self.scale.setPrefix("x")
+        self._make_options()
+        self._make_actions()
+
+    def _make_options(self) -> None:
         self.register = QCheckBox("Register scans 2-3 to scan 1 (rigid)")
         self.match = QCheckBox("Match scans 2-3 intensities to scan 1")
         self.ensemble = QCheckBox("Average over the 8 flips (learned methods; 8x slower)")
@@ -88,6 +92,8 @@ class RunPanel(QWidget):
                                     "untick to see the raw network output")
         self.device = QComboBox()
         self.device.addItems(list(frontend.DEVICES))
+
+    def _make_actions(self) -> None:
         self.slab = QDoubleSpinBox()
         self.slab.setRange(1.0, 30.0)
         self.slab.setValue(4.0)

@@ -28,5 +28,5 @@ register(MethodSpec(
     scales=(0.0, float("inf")),
     rank_cpu=10,
     rank_gpu=10,
-    bytes_per_voxel=80,
+    bytes_per_voxel=180,  # fusion plus a TGV solve (see recon.SOLVE_BYTES_PER_VOXEL); measured 2.8 GB at 256^3
 ))
