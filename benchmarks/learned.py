@@ -48,9 +48,13 @@ def t2_like(hr: Volume) -> Volume:
     return Volume((head * (0.2 + np.clip(1.0 - data, 0, 1))).astype(np.float32), hr.affine)
 
 
+CONSISTENCY = False  # the networks as they are; benchmarks/reconstruction.py measures them with data consistency
+
+
 def run_label(label: str, scans, hr: Volume, **kw) -> Volume:
     """``name`` runs a method; ``name+`` adds the 8-flip ensemble; ``name@ref`` passes a reference."""
     method, ensemble, guided = label.rstrip("+").split("@")[0], label.endswith("+"), "@ref" in label
+    kw.setdefault("consistency", CONSISTENCY)
     return api.super_resolve(scans, method, spacing=1.0, ensemble=ensemble,
                              reference=t2_like(hr) if guided else None, **kw).volume
 
@@ -151,7 +155,8 @@ def adaptation(methods: list[str], names: list[str], seconds: float) -> None:
         for method in methods:
             plain = score(method, scans, hr)["psnr_masked"]
             start = time.perf_counter()
-            run = api.super_resolve(scans, method, spacing=1.0, adapt=True, adapt_seconds=seconds)
+            run = api.super_resolve(scans, method, spacing=1.0, adapt=True, adapt_seconds=seconds,
+                                    consistency=CONSISTENCY)
             wall = time.perf_counter() - start
             adapted = evaluate(run.volume, hr)["psnr_masked"]
             print(f"| {name} | {method} | {base:.2f} | {plain:.2f} | {adapted:.2f} | {adapted - plain:+.2f} | "
@@ -192,7 +197,8 @@ from isovox.volume import Volume
 src = io.read_volume(datasets.fetch("colin27"))
 data = np.zeros((256, 256, 256), np.float32); data[37:218, 19:236, 37:218] = src.data
 scans = simulate_scans(Volume(data, src.affine), orthogonal_protocol(4.0, (2, 1, 0)))
-t = time.perf_counter(); r = api.super_resolve(scans, sys.argv[1], spacing=1.0, ensemble=sys.argv[2] == "1")
+t = time.perf_counter()
+r = api.super_resolve(scans, sys.argv[1], spacing=1.0, ensemble=sys.argv[2] == "1", consistency=False)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, r.volume.shape)
 """
 

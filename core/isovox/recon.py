@@ -41,7 +41,7 @@ class Settings:
     prior: str = "tgv"
     profile: SliceProfile = field(default_factory=SliceProfile)
     thickness: Optional[Sequence[Optional[float]]] = None  # per scan, overriding what the scan records
-    iterations: int = 16
+    iterations: Optional[int] = None  # L-BFGS steps; default: ``steps_for`` the through-plane scale
     robust: bool = True
     match_intensity: bool = True
     register: bool = False
@@ -89,8 +89,8 @@ def reconstruct(scans: Sequence[Volume], grid: Grid, settings: Settings, task: O
     sub = sub_grid(outer, box)
     report: dict[str, Any] = {"prior": prior.name, "profile": settings.profile.to_dict(), "device": settings.device}
     smoothness = settings.smoothness
+    through_plane = max(float(s.spacing.max()) for s in scans) / float(grid.spacing.min())
     if smoothness is None:
-        through_plane = max(float(s.spacing.max()) for s in scans) / float(grid.spacing.min())
         smoothness, report["smoothness_choice"] = choose_smoothness(scans, through_plane)
     report["smoothness"] = smoothness
     terms = scan_terms(scans, sub, geometries, scale, settings.device)
@@ -98,18 +98,26 @@ def reconstruct(scans: Sequence[Volume], grid: Grid, settings: Settings, task: O
                                       settings.robust, settings.match_intensity, settings.device, steps[2])
     x = torch.as_tensor(x0[box] / scale, device=torch.device(settings.device))
     tie, tied = _tie(anchor, settings, outer.shape, inner, box, scale)
-    x = solve(x, terms, prior, smoothness, sub.spacing, settings.iterations, steps[3], tie, tied)
+    iterations = settings.iterations or steps_for(through_plane)
+    x = solve(x, terms, prior, smoothness, sub.spacing, iterations, steps[3], tie, tied)
     values = np.array(x0, copy=True)
     values[box] = x.cpu().numpy() * scale
     values = np.where(fusion.coverage > 0, values, 0.0)[inner].astype(np.float32)
     report.update(_summary(terms, x, scale))
     report["intensity_maps"] = [[round(t.gain, 5), round(t.offset * scale, 5)] for t in terms]
     report["registrations"] = registrations
-    report["iterations"] = settings.iterations
+    report["iterations"] = iterations
     return Reconstruction(Volume(values, grid.affine), report)
 
 
 THIN = 32  # grid axes shorter than this (preview slabs) are grown so whole slices fit in
+
+
+def steps_for(scale: float) -> int:
+    """L-BFGS steps for a through-plane scale k: 16 from x4 up (a 256^3 volume in 30 s on 2 cores), more for
+    thin slices, whose far higher ceiling takes longer to reach (x2: 16 steps +7.2 dB, 40 steps +9.1 dB on
+    MNI152)."""
+    return int(np.clip(round(64.0 / max(scale, 1e-6)), 16, 40))
 
 
 def _tie(anchor: Optional[np.ndarray], settings: Settings, shape: Sequence[int], inner: tuple, box: tuple,
