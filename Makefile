@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and demo need beyond Python (venv support is added when missing):
-# an X server for the napari GUI tests, and the libraries Qt's xcb platform and OpenGL load.
-APT_PACKAGES := xvfb libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0 \
+# an X server for the napari GUI tests, the libraries Qt's xcb platform and OpenGL load, and dcm2niix
+# (the DICOM output is checked against it).
+APT_PACKAGES := dcm2niix xvfb libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0 \
 	libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libxcb-cursor0 libgl1 libegl1 libdbus-1-3 libfontconfig1
 
 .PHONY: demo test setup system clean

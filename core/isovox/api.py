@@ -77,7 +77,8 @@ def plan(
     steps = parse_spacing(spacing)
     spec = choose_method(method, scans, steps, grid, device, reference is not None)
     check_method(spec, len(scans), options, reference)
-    warnings: list[str] = []
+    check_slice_positions(spec, scans)
+    warnings: list[str] = scan_warnings(scans)
     if reference is not None and spec.reference == "none":
         if method:
             raise InputError(f"method {spec.name} takes no --reference")
@@ -89,6 +90,7 @@ def plan(
     if min(grid.shape) < 2:
         raise InputError(f"the target grid {grid.shape} is too small; choose a finer --spacing")
     check_overlap(scans, grid)
+    warnings += check_contrasts(scans)
     scale = float(max(s.spacing.max() for s in scans)) / float(grid.spacing.min())
     lo, hi = spec.scales
     if not spec.supports_scale(scale):
@@ -113,6 +115,28 @@ def check_inputs(scans: Sequence[Volume], reference: Optional[Volume]) -> None:
         validate_volume(scan, _label(scan, idx))
     if reference is not None:
         validate_volume(reference, "reference " + str(reference.meta.get("source", "")))
+
+
+def scan_warnings(scans: Sequence[Volume]) -> list[str]:
+    """What reading each scan found worth saying (tags that disagree with positions, missing slices...)."""
+    return [f"scan {idx + 1}: {w}" for idx, scan in enumerate(scans) for w in scan.meta.get("warnings", [])]
+
+
+def check_slice_positions(spec: MethodSpec, scans: Sequence[Volume]) -> None:
+    """Only srr models slices at their own positions; other methods would shift the slices after a gap."""
+    if spec.name == "srr":
+        return
+    for idx, scan in enumerate(scans):
+        missing = scan.meta.get("missing_slices")
+        if missing:
+            spacing = float(scan.meta.get("spacing_between_slices") or scan.spacing.max())
+            where = ", ".join(f"{m * spacing:.4g}" for m in missing)
+            raise InputError(f"scan {idx + 1} has {len(missing)} missing slice(s) (at {where} mm from its first "
+                             f"slice); {spec.name} needs every slice: use --method srr, which uses the slices "
+                             "where they were acquired")
+        if scan.meta.get("slice_positions"):
+            raise InputError(f"scan {idx + 1} has unevenly spaced slices; {spec.name} needs even ones: use "
+                             "--method srr, which uses the slices where they were acquired")
 
 
 def choose_method(method: Optional[str], scans: Sequence[Volume], steps: Optional[np.ndarray], grid: Optional[Grid],
@@ -156,6 +180,30 @@ def check_spacing(steps: Optional[np.ndarray], scans: Sequence[Volume]) -> None:
             f"spacing {steps.max():g} mm is coarser than every input voxel ({coarsest:g} mm); "
             "isovox makes higher-resolution volumes"
         )
+
+
+def check_contrasts(scans: Sequence[Volume]) -> list[str]:
+    """Refuse to fuse scans of different contrasts (see :mod:`isovox.contrast`); return the doubts."""
+    if len(scans) < 2:
+        return []
+    from .contrast import contrast_report
+
+    report = contrast_report(scans)
+    if report["problems"]:
+        raise InputError(f"{report['problems'][0]}; isovox fuses scans of one contrast: run them separately, or "
+                         "give the other contrast as --reference to a guided method (recnn)")
+    return report["doubts"]
+
+
+def grid_report(scans: Sequence[Volume], grid: Grid) -> str:
+    """What a given output grid (``--like``) means for the run: its voxels and the through-plane scale."""
+    spacing = "x".join(f"{s:.3g}" for s in grid.spacing)
+    coarsest = max(float(s.spacing.max()) for s in scans)
+    finest = min(float(s.spacing.min()) for s in scans)
+    scale = coarsest / float(grid.spacing.min())
+    detail = "finer than any acquired voxel" if grid.spacing.min() < finest * 0.99 else "within the acquired detail"
+    return (f"the output grid is {'x'.join(map(str, grid.shape))} voxels of {spacing} mm: x{scale:.2f} finer than "
+            f"the thickest slices, {detail}")
 
 
 def undetermined_axes(scans: Sequence[Volume], grid: Grid) -> list[str]:

@@ -133,7 +133,9 @@ def intensity_maps(scans: Sequence[Volume], geometries: Sequence, weights: Seque
         if geometry.slice_axis is not None:
             shape = [1, 1, 1]
             shape[geometry.slice_axis] = -1
-            good = good * (np.asarray(weight) >= 0.5).reshape(shape)
+            per_slice = np.zeros(scan.shape[geometry.slice_axis], np.float32)  # filled-in slices: never good
+            per_slice[list(geometry.acquired) if geometry.acquired else slice(None)] = np.asarray(weight) >= 0.5
+            good = good * per_slice.reshape(shape)
         values = resample(scan.with_data(np.asarray(scan.data) * good), grid)
         support = resample(scan.with_data(good), grid)
         inside = support.full_mask() & (support.values > 0.5)

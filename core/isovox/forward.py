@@ -131,8 +131,10 @@ class ScanGeometry:
 
     ``slice_axis``: the scan's through-plane array axis (None: every axis integrates its voxel
     size as a box); ``thickness``: slice thickness in mm (None: the slice spacing);
-    ``slice_positions``: the slice centres in index units along the slice axis, when the slices
-    are not evenly spaced (missing slices); ``inplane_blur``: Gaussian sigma (mm) of an in-plane PSF.
+    ``slice_positions``: the measured slices' centres in index units along the slice axis, when the
+    slices are not evenly spaced (missing or uneven slices); ``acquired``: which of the volume's slices
+    were measured (a volume that fills in missing slices); ``inplane_blur``: Gaussian sigma (mm) of an
+    in-plane PSF.
     """
 
     shape: tuple[int, int, int]
@@ -142,6 +144,7 @@ class ScanGeometry:
     profile: SliceProfile = field(default_factory=SliceProfile)
     slice_positions: Optional[tuple[float, ...]] = None
     inplane_blur: float = 0.0
+    acquired: Optional[tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
@@ -159,9 +162,20 @@ class ScanGeometry:
         axis = thick_axis(scan)
         known = thickness if thickness is not None else scan.meta.get("slice_thickness")
         positions = scan.meta.get("slice_positions")
-        return cls(scan.shape, scan.affine, axis, float(known) if known and axis is not None else None,
-                   profile or SliceProfile(), tuple(positions) if positions and axis is not None else None,
-                   float(scan.meta.get("inplane_blur") or 0.0))
+        acquired = scan.meta.get("acquired_slices")
+        shape = list(scan.shape)
+        if axis is None:
+            positions = acquired = None
+        elif acquired:
+            positions = [float(i) for i in acquired]
+            shape[axis] = len(acquired)
+        return cls(tuple(shape), scan.affine, axis, float(known) if known and axis is not None else None,
+                   profile or SliceProfile(), tuple(positions) if positions else None,
+                   float(scan.meta.get("inplane_blur") or 0.0), tuple(int(i) for i in acquired) if acquired else None)
+
+    def measured(self, data: np.ndarray) -> np.ndarray:
+        """The measured voxels of a scan's array (without slices it filled in)."""
+        return np.take(data, self.acquired, axis=self.slice_axis) if self.acquired else np.asarray(data)
 
     @property
     def spacing(self) -> np.ndarray:
@@ -189,11 +203,12 @@ class ScanGeometry:
         shift = np.eye(4)
         shift[:3, 3] = lo
         positions = self.slice_positions
-        if positions is not None and self.slice_axis is not None:
+        if positions is not None and self.slice_axis is not None:  # index lo is the lo-th measured slice
             a = self.slice_axis
-            positions = tuple(float(v) - lo[a] for v in positions[lo[a]:hi[a]])
+            shift[a, 3] = positions[lo[a]]
+            positions = tuple(float(v) - positions[lo[a]] for v in positions[lo[a]:hi[a]])
         return replace(self, shape=tuple(int(b - a) for a, b in zip(lo, hi)), affine=self.affine @ shift,
-                       slice_positions=positions)
+                       slice_positions=positions, acquired=None)
 
 
 # --------------------------------------------------------------------------- operators

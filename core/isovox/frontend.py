@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -20,9 +20,9 @@ from .registry import MethodSpec
 from .volume import Volume
 
 __all__ = [
-    "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "diverging_limit", "display_limits",
+    "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "dicom_sources", "diverging_limit", "display_limits",
     "error_for_exit", "exit_code", "get_method", "method_help", "method_named", "methods_for", "parse_progress",
-    "preflight_text", "preview_plan", "progress_line", "record_inputs", "reconstruction_summary",
+    "preflight_text", "preview_plan", "progress_line", "read_all", "record_inputs", "reconstruction_summary",
     "reference_for_method", "run_arguments",
     "scale_for_spacing", "slab_axis", "spacing_for_scale", "user_message",
 ]
@@ -188,17 +188,67 @@ def diverging_limit(values: np.ndarray, percentile: float = 99.0) -> float:
     return limit if limit > 0 else float(finite.max() or 1.0)
 
 
-def record_inputs(provenance: dict[str, Any], paths: Sequence[Optional[str | Path]]) -> dict[str, Any]:
-    """The provenance with each input's file path and SHA-256 (inputs with no file keep neither)."""
+def record_inputs(provenance: dict[str, Any], paths: Sequence[Optional[str | Path]],
+                  metas: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
+    """The provenance with each input's file path and SHA-256 (inputs with no file keep neither); a DICOM
+    series (``metas``: each input volume's ``meta``) is hashed over its own files and named by its series
+    number, UID and one of its files."""
     from .io import file_sha256
 
     record = dict(provenance)
     record["inputs"] = [dict(entry) for entry in provenance.get("inputs", [])]
-    for entry, path in zip(record["inputs"], paths):
+    for idx, (entry, path) in enumerate(zip(record["inputs"], paths)):
         if path and Path(path).exists():
+            meta = metas[idx] if metas is not None else {}
             entry["path"] = str(Path(path).resolve())
-            entry["sha256"] = file_sha256(path)
+            entry["sha256"] = file_sha256(path, meta.get("source_files"))
+            for key in ("series_number", "series_uid", "series_description"):
+                if meta.get(key) not in (None, ""):
+                    entry[key] = meta[key]
+            first = (meta.get("dicom") or {}).get("first_file")
+            if first:
+                entry["dicom_file"] = str(Path(first).resolve())
     return record
+
+
+def read_all(path: str | Path) -> list[tuple[Volume, str]]:
+    """Every scan at ``path`` with a display name: a file gives one; a folder gives each DICOM series it
+    holds (a PACS export holds several). Series that cannot be read are skipped with a warning, unless
+    none can be read. Each volume records the path it came from (``meta["path"]``)."""
+    import warnings
+
+    from . import dicom
+    from .io import read_volume, suffix_of
+
+    path = Path(path)
+    resolved = str(path.resolve())
+    if not path.is_dir():
+        suffix = suffix_of(path)
+        name = path.name[: -len(suffix)] if suffix else path.name
+        return [(read_volume(path).with_meta(path=resolved), name)]
+    found = dicom.find_series(path) if path.exists() else []
+    if len(found) <= 1:
+        return [(read_volume(path).with_meta(path=resolved), path.name)]
+    out, problems = [], []
+    for series in found:
+        label = f"{path.name} #{series.number if series.number is not None else '?'}"
+        label += f" {series.description}" if series.description else ""
+        try:
+            out.append((read_volume(path, series=series.uid).with_meta(path=resolved), label))
+        except InputError as exc:
+            problems.append(f"{label}: {exc}")
+    if not out:
+        raise InputError(problems[0])
+    for problem in problems:
+        warnings.warn(f"skipped {problem}", stacklevel=2)
+    return out
+
+
+def dicom_sources(provenance: Optional[dict[str, Any]]) -> list[str]:
+    """One file of each DICOM input named in a result's provenance: what a derived DICOM series
+    takes its patient, study and frame of reference from (empty for results of non-DICOM inputs)."""
+    inputs = (provenance or {}).get("inputs", [])
+    return [str(entry["dicom_file"]) for entry in inputs if isinstance(entry, dict) and entry.get("dicom_file")]
 
 
 def preflight_text(scans: Sequence[Volume]) -> tuple[str, list[str]]:

@@ -90,6 +90,20 @@ def thick_axis(volume: Volume, ratio: float = 1.2) -> int | None:
     return None
 
 
+def field_of_view(volume: Volume) -> np.ndarray:
+    """The 8 RAS corners of what a scan covers; unevenly spaced slices (``meta["slice_positions"]``, in
+    index units) reach from their first to their last position."""
+    positions = volume.meta.get("slice_positions")
+    axis = thick_axis(volume)
+    if not positions or axis is None:
+        return volume.corners()
+    lo = np.full(3, -0.5)
+    hi = np.asarray(volume.shape, dtype=np.float64) - 0.5
+    lo[axis], hi[axis] = min(positions) - 0.5, max(positions) + 0.5
+    cube = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
+    return volume.index_to_world(lo + cube * (hi - lo))
+
+
 FACE_TOLERANCE = 1e-3  # of a voxel: a face this close to a grid face lies on it
 
 
@@ -127,7 +141,7 @@ def target_grid(
     frame = orthonormal_frame(volumes[0].directions)
     boxes = []
     for vol in volumes:
-        coords = vol.corners() @ frame  # RAS corners in frame coordinates
+        coords = field_of_view(vol) @ frame  # RAS corners in frame coordinates
         boxes.append((coords.min(axis=0), coords.max(axis=0)))
     if fov == "first":
         boxes = boxes[:1]
@@ -185,3 +199,10 @@ def coarse_grid(grid: Grid, max_voxels: int = 64**3) -> Grid:
     affine[:3, :3] = grid.affine[:3, :3] * steps
     affine[:3, 3] = grid.affine[:3, :3] @ (-0.5 + steps / 2) + grid.affine[:3, 3]
     return Grid(shape, affine)  # type: ignore[arg-type]
+
+
+def orientation_code(affine: np.ndarray) -> str:
+    """Three letters naming where each array axis points (e.g. 'RAS', 'LPI')."""
+    import nibabel as nib
+
+    return "".join(nib.orientations.aff2axcodes(np.asarray(affine)))

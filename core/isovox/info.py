@@ -14,18 +14,11 @@ import numpy as np
 
 from .errors import InputError
 from .fusion import check_overlap, resample
-from .grid import coarse_grid, target_grid, thick_axis
+from .grid import coarse_grid, orientation_code, target_grid, thick_axis
 from .intensity import robust_max
 from .volume import Volume
 
 AXIS_NAMES = ("R", "A", "S")
-
-
-def orientation_code(affine: np.ndarray) -> str:
-    """Three letters naming where each array axis points (e.g. 'RAS', 'LPI')."""
-    import nibabel as nib
-
-    return "".join(nib.orientations.aff2axcodes(np.asarray(affine)))
 
 
 def obliquity_degrees(affine: np.ndarray) -> float:
@@ -65,13 +58,16 @@ def describe(volume: Volume) -> dict[str, Any]:
     if thickness is not None and between is not None:
         facts["slice_thickness_mm"] = float(thickness)
         facts["slice_gap_mm"] = round(float(between) - float(thickness), 4)
+    for key in ("series_number", "series_description", "missing_slices", "slice_positions"):
+        if volume.meta.get(key) not in (None, "", []):
+            facts[key] = volume.meta[key]
     return facts
 
 
 def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
     """Facts per scan plus the cross-scan checks, with human-readable warnings."""
     scans = [describe(v) for v in volumes]
-    warnings: list[str] = []
+    warnings = [f"scan {idx + 1}: {w}" for idx, v in enumerate(volumes) for w in v.meta.get("warnings", [])]
     for idx, (vol, facts) in enumerate(zip(volumes, scans), start=1):
         spacing = vol.spacing
         if facts["thick_axis"] is None and len(volumes) > 0:
@@ -86,7 +82,11 @@ def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
             warnings.append(f"scan {idx} has a {gap:g} mm gap between slices: tissue there was never imaged")
         if gap is None and facts["thick_axis"] is not None:
             facts["slice_thickness_mm"] = None
+    from .contrast import contrast_report, declared_contrast
+
     report: dict[str, Any] = {"scans": scans, "pairs": [], "warnings": warnings}
+    for facts, volume in zip(scans, volumes):
+        facts["contrast"] = declared_contrast(volume)
     if len(volumes) < 2:
         return report
     try:
@@ -123,6 +123,10 @@ def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
                     f"scan {b + 1} is {ratio:.2f}x as bright as scan {a + 1}; consider --match-intensity"
                 )
         report["pairs"].append(pair)
+    contrasts = contrast_report(volumes)
+    for pair, agreement in zip(report["pairs"], contrasts["pairs"]):
+        pair["intensity_correlation"] = agreement["intensity_correlation"]
+    warnings.extend(contrasts["problems"] + contrasts["doubts"])
     return report
 
 
@@ -162,4 +166,21 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append("  field of view shared with scan 1: " + ", ".join(f"{100 * f:.0f}%" for f in overlap))
     lines.append("warnings:" if report["warnings"] else "warnings: none")
     lines.extend(f"  - {w}" for w in report["warnings"])
+    return "\n".join(lines)
+
+
+def format_series(folder: str, series: Sequence[dict[str, Any]]) -> str:
+    """The series of a DICOM folder, one line each."""
+    lines = [f"{folder}: {len(series)} DICOM series"]
+    for s in series:
+        number = s.get("number") if s.get("number") is not None else "?"
+        if "problem" in s:
+            lines.append(f"  {number:>4}  {s['description'] or '(no description)'}: {s['slices']} images, "
+                         f"not readable as a volume ({s['problem']})")
+            continue
+        thickness = f"{s['slice_thickness_mm']:g} mm thick" if s.get("slice_thickness_mm") else "thickness not recorded"
+        volumes = f", {s['volumes']} volumes" if s.get("volumes", 1) > 1 else ""
+        lines.append(f"  {number:>4}  {s['description'] or '(no description)'}: {s['modality']} {s['orientation']}, "
+                     f"{s['slices']} images{volumes}, {thickness}, slices {s['slice_spacing_mm']:g} mm apart, "
+                     f"pixels {'x'.join(f'{v:g}' for v in s['pixel_mm'])} mm  [{s['uid']}]")
     return "\n".join(lines)

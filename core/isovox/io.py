@@ -42,36 +42,90 @@ def suffix_of(path: str | os.PathLike) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def read_volume(path: str | os.PathLike, frame: int | None = None) -> Volume:
-    """Read a NIfTI, NRRD, MHA/MHD file or a DICOM series folder as a RAS volume.
+def read_volume(path: str | os.PathLike, frame: int | None = None, series: str | None = None) -> Volume:
+    """Read a NIfTI, NRRD, MHA/MHD file, a DICOM file or a folder of DICOM series as a RAS volume.
 
-    ``frame`` picks one volume of a 4-D file; without it a 4-D file is refused
-    with a message saying how many frames it holds.
+    ``frame`` picks one volume of a 4-D file (or of a DICOM series with several images per slice
+    position); without it such data is refused with a message saying how many it holds. ``series``
+    (a series number or UID) picks one DICOM series of a folder that holds several (see
+    :func:`isovox.dicom.find_series`); a single .dcm file reads the series it belongs to.
     """
+    from . import dicom
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if series is not None and not (path.is_dir() or suffix_of(path) == ".dcm"):
+        raise InputError(f"{path}: --series picks a series of a DICOM folder; this is a {suffix_of(path)} file")
     if path.is_dir():
-        volume = _read_dicom_folder(path, frame)
+        volume = dicom.read_folder(path, frame, series)
     else:
         suffix = suffix_of(path)
         if suffix in NIFTI_SUFFIXES:
             volume = _read_nifti(path, frame)
         elif suffix in ITK_SUFFIXES:
             volume = _read_itk(path, frame)
-        elif suffix == ".dcm":
-            volume = _read_dicom_folder(path.parent, frame)
+        elif suffix == ".dcm" or is_dicom_file(path):
+            volume = dicom.read_file_series(path, frame, series)
         else:
             raise InputError(
                 f"{path}: unsupported file type {suffix or '(none)'}; "
-                "use NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) or a DICOM folder"
+                "use NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) or DICOM"
             )
     validate_volume(volume, str(path))
     return _with_sidecar(volume, path)
 
 
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM Part 10 file: 'DICM' after the 128-byte preamble."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 # BIDS / dcm2niix sidecar keys that describe the acquisition.
 _SIDECAR_KEYS = {"SliceThickness": "slice_thickness", "SpacingBetweenSlices": "spacing_between_slices"}
+# isovox's own sidecar keys: which slices of the thick axis were measured, and where (index units), so a
+# scan with missing or unevenly spaced slices keeps them when it passes through a file (Slicer's
+# background runs, a user's export).
+_RECORD_KEYS = {"IsovoxAcquiredSlices": "acquired_slices", "IsovoxMissingSlices": "missing_slices",
+                "IsovoxSlicePositions": "slice_positions"}
+
+
+def scan_record(volume: Volume) -> dict[str, Any]:
+    """The acquisition facts of a scan as sidecar keys (BIDS where BIDS has them)."""
+    record: dict[str, Any] = {}
+    for key, name in {**_SIDECAR_KEYS, **_RECORD_KEYS}.items():
+        value = volume.meta.get(name)
+        if value is not None and not (isinstance(value, (list, tuple)) and not value):
+            record[key] = [float(v) if name == "slice_positions" else int(v) for v in value] \
+                if isinstance(value, (list, tuple)) else float(value)
+    return record
+
+
+def with_scan_record(volume: Volume, record: Mapping[str, Any]) -> Volume:
+    """``volume`` with the slice facts of a sidecar written by :func:`scan_record` (ignored where they do
+    not fit the image: another number of slices, indices out of range)."""
+    from .grid import thick_axis
+
+    axis = thick_axis(volume)
+    if axis is None:
+        return volume
+    count = volume.shape[axis]
+    extra: dict[str, Any] = {}
+    for key, name in _RECORD_KEYS.items():
+        value = record.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) for v in value):
+            continue
+        if name == "slice_positions":
+            if len(value) == count and np.all(np.diff(value) > 0):
+                extra[name] = [float(v) for v in value]
+        elif all(float(v).is_integer() and 0 <= v < count for v in value):
+            extra[name] = [int(v) for v in value]
+    return volume.with_meta(**extra) if extra else volume
 
 
 def _with_sidecar(volume: Volume, path: Path) -> Volume:
@@ -85,11 +139,23 @@ def _with_sidecar(volume: Volume, path: Path) -> Volume:
         return volume
     if not isinstance(info, dict):
         return volume
-    extra = {}
+    volume = with_scan_record(volume, info)
+    extra: dict[str, Any] = {}
     for key, name in _SIDECAR_KEYS.items():
         value = info.get(key)
         if isinstance(value, (int, float)) and np.isfinite(value) and value > 0 and name not in volume.meta:
             extra[name] = float(value)
+    spacing_tag = extra.get("spacing_between_slices")
+    if spacing_tag is not None:  # the file's grid places the slices: it wins over the sidecar, with a word
+        from .grid import thick_axis
+
+        axis = thick_axis(volume)
+        step = float(volume.spacing[axis if axis is not None else int(np.argmax(volume.spacing))])
+        if abs(spacing_tag - step) > 0.01 * step:
+            warning = (f"the sidecar's SpacingBetweenSlices says {spacing_tag:g} mm but the image's slices are "
+                       f"{step:.4g} mm apart; the image's spacing is used")
+            extra["spacing_between_slices"] = step
+            extra["warnings"] = list(volume.meta.get("warnings", [])) + [warning]
     return volume.with_meta(**extra) if extra else volume
 
 
@@ -224,6 +290,9 @@ def _check_metaimage_header(path: Path) -> None:
 def _read_itk(path: Path, frame: int | None) -> Volume:
     import SimpleITK as sitk
 
+    from .dicom import quiet_itk
+
+    quiet_itk()
     if suffix_of(path) in (".mha", ".mhd"):
         _check_metaimage_header(path)
     try:
@@ -253,45 +322,6 @@ def _read_itk(path: Path, frame: int | None) -> Volume:
     meta = {"source": str(path), "format": suffix_of(path).lstrip(".")}
     if frame is not None:
         meta["frame"] = chosen
-    return sitk_to_volume(image, meta)
-
-
-def _read_dicom_folder(folder: Path, frame: int | None) -> Volume:
-    import SimpleITK as sitk
-
-    try:
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
-    except Exception as exc:
-        raise InputError(f"{folder}: cannot scan for DICOM ({_reason(exc)})") from None
-    if not series:
-        raise InputError(f"{folder}: a folder with no DICOM series in it")
-    if len(series) > 1:
-        raise InputError(
-            f"{folder}: holds {len(series)} DICOM series ({', '.join(series)}); "
-            "put each series in its own folder"
-        )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
-    if len(files) < 2:
-        raise InputError(f"{folder}: the DICOM series has {len(files)} slice; isovox needs a 3-D volume")
-    if frame not in (None, 0):
-        raise InputError(f"{folder}: --frame is not supported for DICOM folders")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        image = reader.Execute()
-    except Exception as exc:
-        raise InputError(f"{folder}: cannot read the DICOM series ({_reason(exc)})") from None
-    meta: dict[str, Any] = {"source": str(folder), "format": "dicom", "series_uid": series[0]}
-    for tag, key in (("0018|0050", "slice_thickness"), ("0018|0088", "spacing_between_slices")):
-        if reader.HasMetaDataKey(0, tag):
-            try:
-                meta[key] = float(reader.GetMetaData(0, tag).strip())
-            except ValueError:
-                pass
-    for tag, key in (("0008|103e", "series_description"), ("0008|0060", "modality")):
-        if reader.HasMetaDataKey(0, tag):
-            meta[key] = reader.GetMetaData(0, tag).strip()
     return sitk_to_volume(image, meta)
 
 
@@ -378,6 +408,31 @@ def check_output_path(path: str | os.PathLike, protect: Iterable[str | os.PathLi
     return path
 
 
+def check_output_folder(path: str | os.PathLike, protect: Iterable[str | os.PathLike] = ()) -> Path:
+    """Refuse a DICOM output folder that exists with anything in it, or that is (inside) an input."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(f"{path}: exists and is not an empty folder; DICOM output needs a new folder")
+    resolved = path.resolve()
+    for item in protect:
+        item = Path(item).resolve()
+        if resolved == item or item in resolved.parents:
+            raise InputError(f"{path}: inside an input; choose another output folder")
+    side = sidecar_path(path)
+    if side.resolve() in [Path(p).resolve() for p in protect] or side.exists() and side.is_dir():
+        raise InputError(f"{side}: refusing to overwrite it with the run's provenance")
+    return path
+
+
+def write_sidecar(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """The provenance JSON beside ``path`` (``OUT.json``), written atomically."""
+    side = sidecar_path(path)
+    staged = side.with_name(f".{side.name}.tmp")
+    staged.write_text(json.dumps(record, indent=2, default=_json_default))
+    os.replace(staged, side)
+    return side
+
+
 def write_volume(
     volume: Volume,
     path: str | os.PathLike,
@@ -419,13 +474,16 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(stem + ".json")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, or of a DICOM folder's files in name order."""
+def file_sha256(path: str | os.PathLike, files: Sequence[str | os.PathLike] | None = None) -> str:
+    """SHA-256 of a file, of ``files`` (a DICOM series) in name order, or of a folder's files in name order."""
     import hashlib
 
     digest = hashlib.sha256()
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    if files:
+        files = sorted(Path(f) for f in files)
+    else:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for item in files:
         with open(item, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):

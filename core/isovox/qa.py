@@ -39,12 +39,22 @@ def reacquire(result: Volume, scan: Volume, profile: str | SliceProfile = "box",
     grid, slice thickness and profile. NaN where less than half of a scan voxel lies inside ``result``."""
     import torch
 
+    from dataclasses import replace
+
     if isinstance(profile, str):
         profile = SliceProfile.parse(profile)
-    operator = scan_operator(Grid.of(result), ScanGeometry.of(scan, profile, thickness))
+    geometry = ScanGeometry.of(scan, profile, thickness)
+    if geometry.acquired:  # every slice of the stack, also those filled in for missing ones (NaN below)
+        geometry = replace(geometry, shape=scan.shape, slice_positions=None, acquired=None)
+    operator = scan_operator(Grid.of(result), geometry)
     with torch.no_grad():
         values = operator.forward(torch.as_tensor(np.array(result.data, np.float32))).numpy()
     values = np.where(operator.coverage >= 0.5, values, np.nan).astype(np.float32)
+    missing = scan.meta.get("missing_slices")
+    if missing and geometry.slice_axis is not None:
+        index = [slice(None)] * 3
+        index[geometry.slice_axis] = list(missing)
+        values[tuple(index)] = np.nan
     return Volume(values, scan.affine, {"source": "re-acquired"})
 
 

@@ -233,10 +233,11 @@ def consistency_residuals(volume: Volume, scans: Sequence[Volume], settings: Set
     grid = Grid.of(volume)
     x = torch.as_tensor(np.array(volume.data, np.float32))
     for idx, scan in enumerate(scans):
-        operator = scan_operator(grid, geometry_of(scan, settings, idx))
+        geometry = geometry_of(scan, settings, idx)
+        operator = scan_operator(grid, geometry)
         covered = operator.coverage >= COVERED
         with torch.no_grad():
             predicted = operator.forward(x).numpy()
-        residual = (predicted - np.asarray(scan.data))[covered]
+        residual = (predicted - geometry.measured(np.asarray(scan.data)))[covered]
         out.append(round(float(np.sqrt(np.mean(residual**2))) if residual.size else 0.0, 6))
     return out

@@ -52,8 +52,8 @@ def resolve_device(device: str = "auto") -> str:
     device = (device or "auto").lower()
     if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
         raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cpu":
-        return "cpu"
+    if device == "cpu" or (device == "auto" and not _may_have_accelerator()):
+        return "cpu"  # without importing torch (seconds) when no GPU can be there
     try:
         import torch
     except ImportError:
@@ -69,3 +69,13 @@ def resolve_device(device: str = "auto") -> str:
     if device == "mps" and not has_mps:
         raise InputError("device 'mps' requested but Apple MPS is not available")
     return device
+
+
+def _may_have_accelerator() -> bool:
+    """False only where no CUDA/ROCm device node exists on Linux (so torch need not be imported to know)."""
+    import platform
+    from pathlib import Path
+
+    if platform.system() != "Linux":
+        return True  # macOS (MPS), Windows: ask torch
+    return any(Path("/dev").glob("nvidia*")) or Path("/dev/kfd").exists()

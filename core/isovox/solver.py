@@ -67,7 +67,7 @@ def scan_terms(scans: Sequence[Volume], grid: Grid, geometries: Sequence[ScanGeo
         hi = seen.max(0) + 1 if len(seen) else np.ones(3, int)
         if tuple(lo) != (0, 0, 0) or tuple(hi) != geometry.shape:
             operator = scan_operator(grid, geometry.cropped(lo, hi), device)
-        values = np.asarray(scan.data)[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        values = geometry.measured(np.asarray(scan.data))[tuple(slice(a, b) for a, b in zip(lo, hi))]
         data = torch.as_tensor(np.array(values, np.float32) / scale, device=torch.device(device))
         mask = torch.as_tensor((operator.coverage >= COVERED).astype(np.float32), device=torch.device(device))
         axis = geometry.slice_axis if geometry.slice_axis is not None else int(np.argmax(geometry.spacing))

@@ -175,7 +175,8 @@ def run_super_resolution(request: RunRequest, task: Optional[Task] = None) -> Ru
     run = plan_run(request)
     result = api.execute(run, task)
     name = f"isovox {run.method.name} {run.grid.spacing.min():.3g}mm"
-    provenance = frontend.record_inputs(result.provenance, [scan.meta.get("path") for scan in request.scans])
+    provenance = frontend.record_inputs(result.provenance, [scan.meta.get("path") for scan in request.scans],
+                                        [scan.meta for scan in request.scans])
     return RunOutput(result.volume.with_meta(provenance=provenance), provenance, name)
 
 

@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from isovox.io import ITK_SUFFIXES, NIFTI_SUFFIXES, WRITABLE_SUFFIXES, suffix_of
+from isovox import frontend
+from isovox.io import ITK_SUFFIXES, NIFTI_SUFFIXES, WRITABLE_SUFFIXES, is_dicom_file, suffix_of
 
 from ._core import META_KEY, LayerData, volume_layer_data
 
@@ -22,8 +23,13 @@ READABLE = NIFTI_SUFFIXES + ITK_SUFFIXES + (".dcm",)
 
 def _readable(path: str) -> bool:
     p = Path(path)
-    if p.is_dir():
-        return any(f.suffix.lower() in (".dcm", "") and f.is_file() for f in p.iterdir())
+    if p.is_dir():  # a folder with DICOM anywhere under it (a PACS export, a DICOMDIR tree)
+        for root, _, names in os.walk(p):
+            for name in names:
+                if name.lower().endswith(".dcm") or name.upper() == "DICOMDIR" or \
+                        ("." not in name and is_dicom_file(Path(root) / name)):
+                    return True
+        return False
     return suffix_of(p) in READABLE
 
 
@@ -36,14 +42,13 @@ def get_reader(path: str | list[str]) -> Optional[Callable[[Any], list[LayerData
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
-    """Read each path with ``isovox.io.read_volume`` into an image layer with its affine."""
-    from isovox.io import read_volume
-
+    """Read each path with the engine into image layers with their affines: one layer per file, and
+    one per DICOM series in a folder (a PACS export holds several)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = []
     for item in paths:
-        volume = read_volume(item)
-        layers.append(volume_layer_data(volume.with_meta(path=str(Path(item).resolve())), layer_name(item)))
+        for volume, name in frontend.read_all(item):
+            layers.append(volume_layer_data(volume, name))
     return layers
 
 
@@ -94,6 +99,33 @@ def sidecar_for(attributes: dict) -> dict[str, Any]:
         if key in meta:
             side[key] = meta[key]
     return side
+
+
+def write_dicom(path: str, data: Any, attributes: dict) -> list[str]:
+    """napari DICOM writer: the layer as one new DERIVED MR series in the folder ``path`` (without ".dcm"),
+    in the study of the DICOM scans it was computed from, plus the provenance sidecar ``FOLDER.json``."""
+    from isovox import __version__
+    from isovox.dicom_out import write_series
+    from isovox.io import check_output_folder, write_sidecar
+    from isovox.volume import Volume
+
+    folder = Path(path[: -len(".dcm")] if path.lower().endswith(".dcm") else path)
+    check_output_folder(folder)
+    affine = _full_affine(np.asarray(attributes.get("affine", np.eye(4))), attributes)
+    meta = dict((attributes.get("metadata") or {}).get(META_KEY, {}))
+    provenance = meta.get("provenance") or {}
+    volume = Volume(np.asarray(data, dtype=np.float32), affine, {})
+    method = str(provenance.get("method") or attributes.get("name") or "isovox")
+    description = str(meta.get("series_description") or attributes.get("name") or "")
+    sources = frontend.dicom_sources(provenance) or ([meta["dicom"]["first_file"]] if "dicom" in meta else [])
+    written, notes = write_series(volume, folder, method, sources, description, __version__)
+    if notes:
+        import warnings
+
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+    write_sidecar(written, dict(sidecar_for(attributes), dicom_notes=notes))
+    return [str(written)]
 
 
 def write_many(path: str, layers: Sequence[LayerData]) -> list[str]:

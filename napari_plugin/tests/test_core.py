@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from isovox import api
-from isovox.errors import CancelledError
+from isovox.errors import CancelledError, InputError
 from isovox.io import read_volume, sidecar_path, write_volume
 from isovox.progress import Task
 from isovox.simulate import orthogonal_protocol, simulate_scan
@@ -191,3 +191,54 @@ def test_reader_opens_a_dicom_folder(tmp_path, oblique_volume, write_dicom_serie
     order = _core.display_order(expected.affine)
     np.testing.assert_allclose(_core.layer_affine(layer), expected.transposed(order).affine, atol=1e-5)
     assert layer_data[1]["name"] == "series"
+
+
+def same_voxels(a: Volume, b: Volume, atol: float = 1e-4) -> None:
+    """``a`` holds ``b``'s voxels at the same RAS positions (in whatever axis order)."""
+    from isovox.grid import Grid
+    from isovox.metrics import aligned_to
+
+    values, covered = aligned_to(a, Grid.of(b))
+    assert values is not None and covered.all(), "the grids do not share voxel centres"
+    np.testing.assert_allclose(values, b.data, atol=atol)
+
+
+def _dicom_series(volume, folder, number, description):
+    pydicom = pytest.importorskip("pydicom")
+    from isovox.dicom_out import write_series
+
+    write_series(volume, folder, "scanner", description=description)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(str(path))
+        ds.SeriesNumber, ds.SeriesDescription, ds.ImageType = number, description, ["ORIGINAL", "PRIMARY"]
+        ds.save_as(str(path))
+
+
+def test_a_pacs_export_opens_one_layer_per_series_and_saves_as_derived_dicom(tmp_path, scans):
+    pydicom = pytest.importorskip("pydicom")
+    export = tmp_path / "export"
+    _dicom_series(scans[2], export / "a", 3, "T2 AX")
+    _dicom_series(scans[1], export / "b", 5, "T2 COR")
+    reader = _io.get_reader(str(export))
+    assert reader is not None
+    layers = [image_layer(ld) for ld in reader(str(export))]
+    assert [layer.name for layer in layers] == ["export #3 T2 AX", "export #5 T2 COR"]
+    volumes = [_core.layer_to_volume(layer) for layer in layers]
+    for volume, key in zip(volumes, ("3", "5")):
+        assert volume.meta["series_number"] == int(key)
+        same_voxels(volume, read_volume(export, series=key))
+    output = _core.run_super_resolution(_core.RunRequest(volumes, method="cubeavg", scale=2.0))
+    assert [e["series_number"] for e in output.provenance["inputs"]] == [3, 5]
+    data, attrs, _ = _core.volume_layer_data(output.volume, output.name)
+    result = image_layer((data, attrs, "image"))
+    ldata, lattrs, _ = result.as_layer_data_tuple()
+    written = _io.write_dicom(str(tmp_path / "derived.dcm"), ldata, lattrs)
+    assert written == [str(tmp_path / "derived")]
+    first = pydicom.dcmread(str(sorted((tmp_path / "derived").iterdir())[0]))
+    source = pydicom.dcmread(str(next((export / "a").iterdir())))
+    assert first.StudyInstanceUID == source.StudyInstanceUID and first.SeriesDescription == "T2 AX isovox cubeavg"
+    expected = _core.layer_to_volume(result)
+    same_voxels(read_volume(tmp_path / "derived"), expected, atol=float(np.ptp(expected.data)) / 65534 * 1.01)
+    assert json.loads((tmp_path / "derived.json").read_text())["provenance"]["method"] == "cubeavg"
+    with pytest.raises(InputError, match="not an empty folder"):
+        _io.write_dicom(str(export), ldata, lattrs)

@@ -25,7 +25,7 @@ from slicer.util import VTKObservationMixin
 from IsoVoxLib import dependencies
 
 ENGINE_SOURCE_SETTING = "IsoVox/EngineSource"  # PyPI name, wheel or source folder of the engine
-SAVE_FORMATS = (("NRRD (.nrrd)", ".nrrd"), ("NIfTI (.nii.gz)", ".nii.gz"))
+SAVE_FORMATS = (("NRRD (.nrrd)", ".nrrd"), ("NIfTI (.nii.gz)", ".nii.gz"), ("DICOM series (new folder)", ""))
 AUTO_METHOD = "auto (best available)"
 SLICE_PROFILES = ("box", "gaussian")  # the forward model's slice profiles offered in the panel
 OVERLAY_NONE = "None"
@@ -178,6 +178,7 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.jumpButton.connect("clicked(bool)", self.onJumpButton)
         self.ui.compareLesionsButton.connect("clicked(bool)", self.onCompareLesionsButton)
         self.ui.saveButton.connect("clicked(bool)", self.onSaveButton)
+        self.ui.loadDicomButton.connect("clicked(bool)", self.onLoadDicomButton)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -605,22 +606,82 @@ class IsoVoxWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self.resultNode()
         suffix = SAVE_FORMATS[max(0, self.ui.saveFormatComboBox.currentIndex)][1]
         start = os.path.join(qt.QDir.homePath(), node.GetName().replace(" ", "_").replace("+", "_") + suffix)
-        path = qt.QFileDialog.getSaveFileName(None, "Save super-resolved volume", start,
-                                              "Volumes (*.nrrd *.nii *.nii.gz)")
+        if not suffix:  # DICOM: a new folder
+            path = qt.QFileDialog.getSaveFileName(None, "Save as a derived DICOM series (new folder)", start, "")
+        else:
+            path = qt.QFileDialog.getSaveFileName(None, "Save super-resolved volume", start,
+                                                  "Volumes (*.nrrd *.nii *.nii.gz)")
         if path:
-            self.saveResult(path)
+            self.saveResult(path, dicom=not suffix)
 
-    def saveResult(self, path):
-        """Write the result with Slicer's storage node and the provenance sidecar; returns the path."""
+    def saveResult(self, path, dicom=False):
+        """Write the result (a volume file, or a derived DICOM series in the new folder ``path``) and the
+        provenance sidecar; returns the path."""
         from IsoVoxLib.save import input_files, save_volume
+        from IsoVoxLib.series import save_dicom
 
         try:
-            out = save_volume(self.resultNode(), path, protect=input_files(self.inputNodes()))
+            protect = input_files(self.inputNodes())
+            if dicom:
+                out = save_dicom(self.resultNode(), path, protect=protect)
+            else:
+                out = save_volume(self.resultNode(), path, protect=protect)
         except Exception as error:
             self.showError(error)
             return None
-        self.ui.statusLabel.text = f"Saved {out} and its provenance sidecar."
+        kind = "a derived DICOM series in " if dicom else ""
+        self.ui.statusLabel.text = f"Saved {kind}{out} and its provenance sidecar."
         return out
+
+    # ------------------------------------------------------------------ DICOM in
+    def onLoadDicomButton(self):
+        folder = qt.QFileDialog.getExistingDirectory(None, "Folder with DICOM series", qt.QDir.homePath())
+        if not folder:
+            return
+        from IsoVoxLib.series import list_series, series_label
+
+        try:
+            found = list_series(folder)
+        except Exception as error:
+            self.showError(error)
+            return
+        keys = self.chooseSeries(found, series_label) if len(found) > 1 else [found[0]["uid"]]
+        if keys:
+            self.loadDicomSeries(folder, keys)
+
+    def chooseSeries(self, found, label):
+        """A dialog listing the folder's series; the UIDs of the 1-3 the user ticks."""
+        dialog = qt.QDialog(slicer.util.mainWindow())
+        dialog.setWindowTitle("Choose 1-3 series")
+        layout = qt.QVBoxLayout(dialog)
+        listWidget = qt.QListWidget()
+        listWidget.setSelectionMode(qt.QAbstractItemView.MultiSelection)
+        for summary in found:
+            listWidget.addItem(label(summary))
+        layout.addWidget(listWidget)
+        buttons = qt.QDialogButtonBox(qt.QDialogButtonBox.Ok | qt.QDialogButtonBox.Cancel)
+        buttons.connect("accepted()", dialog.accept)
+        buttons.connect("rejected()", dialog.reject)
+        layout.addWidget(buttons)
+        if not dialog.exec_():
+            return []
+        rows = sorted(listWidget.row(item) for item in listWidget.selectedItems())
+        return [found[row]["uid"] for row in rows]
+
+    def loadDicomSeries(self, folder, keys):
+        """Load the chosen series as nodes and put them in the input selectors; returns the nodes."""
+        from IsoVoxLib.series import load_series
+
+        try:
+            nodes = load_series(slicer.mrmlScene, folder, keys[:3])
+        except Exception as error:
+            self.showError(error)
+            return []
+        for selector, node in zip((self.ui.inputSelector1, self.ui.inputSelector2, self.ui.inputSelector3), nodes):
+            selector.setCurrentNode(node)
+        if len(keys) > 3:
+            self.ui.statusLabel.text = "isovox fuses at most 3 scans: the first 3 chosen series were loaded."
+        return nodes
 
 
 #

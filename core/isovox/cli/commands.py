@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -53,10 +53,19 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
 
 
-def read_inputs(paths: list[str], frame: Optional[int]) -> list:
+def read_inputs(paths: list[str], frame: Optional[int], series: Optional[list[str]] = None) -> tuple[list, list]:
+    """(volumes, the path each came from). ``series`` picks DICOM series: with one folder, every --series
+    is a scan of it; with several folders, one --series per folder, in order."""
     from ..io import read_volume
 
-    return [read_volume(p, frame) for p in paths]
+    if not series:
+        return [read_volume(p, frame) for p in paths], list(paths)
+    if len(paths) == 1:
+        return [read_volume(paths[0], frame, s) for s in series], [paths[0]] * len(series)
+    if len(series) != len(paths):
+        raise InputError(f"--series was given {len(series)} times for {len(paths)} inputs: give one folder and "
+                         "up to 3 --series, or one --series per folder")
+    return [read_volume(p, frame, s) for p, s in zip(paths, series)], list(paths)
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -71,12 +80,20 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="super-resolve 1-3 thick-slice scans into one isotropic volume",
                        description="Super-resolve 1-3 thick-slice scans of any orientation onto one isotropic grid.")
     p.add_argument("scans", nargs="+", metavar="SCAN", help="NIfTI, NRRD, MHA/MHD file or DICOM folder")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (.nii.gz, .nii, .nrrd, .mha)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file (.nii.gz, .nii, .nrrd, .mha), or a new folder with --format dicom")
+    p.add_argument("--format", choices=["auto", "dicom"], default="auto",
+                   help="auto: by the output's suffix; dicom: a derived DICOM series in the folder OUT")
     p.add_argument("--method", help="method name (see 'isovox methods'); default: best available")
     p.add_argument("--spacing", metavar="MM", help="output voxel size in mm (default: finest input spacing)")
+    p.add_argument("--like", metavar="FILE", help="put the output on the grid of this image (shape, spacing, "
+                                                  "orientation, origin), as registration tools do")
     p.add_argument("--reference", metavar="REF", help="registered HR image of another contrast (guided methods)")
     p.add_argument("--device", default="auto", choices=list(DEVICES))
     p.add_argument("--frame", type=int, help="volume index to use from 4-D inputs")
+    p.add_argument("--series", action="append", metavar="N",
+                   help="DICOM series number or UID of a folder holding several (repeat for 2-3 scans of one "
+                        "folder; see 'isovox info FOLDER')")
     p.add_argument("--register", action="store_true", help="rigidly register scans 2-3 to scan 1 first")
     p.add_argument("--match-intensity", action="store_true", help="match scans 2-3 intensities to scan 1")
     p.add_argument("--ensemble", action="store_true",
@@ -104,22 +121,29 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .. import api
-    from ..io import check_output_path, read_volume, write_volume
+    from ..grid import Grid
+    from ..io import check_output_folder, check_output_path, read_volume, write_sidecar, write_volume
 
-    protect = list(args.scans) + ([args.reference] if args.reference else [])
-    out = check_output_path(args.output, protect)
-    scans = read_inputs(args.scans, args.frame)
+    protect = list(args.scans) + [p for p in (args.reference, args.like) if p]
+    if args.like and args.spacing:
+        raise InputError("give --like or --spacing, not both: --like sets the whole output grid")
+    dicom_out = args.format == "dicom"
+    out = check_output_folder(args.output, protect) if dicom_out else check_output_path(args.output, protect)
+    scans, sources = read_inputs(args.scans, args.frame, args.series)
     reference = read_volume(args.reference) if args.reference else None
+    grid = Grid.of(read_volume(args.like)) if args.like else None
     limit = None
     if args.max_memory is not None:
         if not np.isfinite(args.max_memory) or args.max_memory <= 0:
             raise InputError("--max-memory must be a positive number of GB")
         limit = int(args.max_memory * 1024**3)
     run_plan = api.plan(scans, args.method, spacing=args.spacing, reference=reference, device=args.device,
-                        max_memory_bytes=limit, register=args.register, match_intensity=args.match_intensity,
+                        grid=grid, max_memory_bytes=limit, register=args.register, match_intensity=args.match_intensity,
                         ensemble=args.ensemble, adapt=args.adapt, adapt_seconds=args.adapt_seconds,
                         slice_profile=args.slice_profile, slice_thickness=args.slice_thickness,
                         smoothness=args.smoothness, consistency=args.consistency)
+    if grid is not None:
+        say(args, f"isovox: {api.grid_report(scans, grid)}")
     for warning in run_plan.warnings:
         print(f"isovox: warning: {warning}", file=sys.stderr)
     task, close = progress_task(args.quiet, run_plan.method.name, args.progress)
@@ -127,8 +151,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = api.execute(run_plan, task)
     finally:
         close()
-    provenance = record_inputs(result.provenance, args.scans)
-    write_volume(result.volume, out, protect=protect, sidecar=provenance)
+    provenance = record_inputs(result.provenance, sources, [scan.meta for scan in scans])
+    if dicom_out:
+        from .. import __version__
+        from ..dicom_out import source_files, write_series
+
+        out, notes = write_series(result.volume, out, result.plan.method.name, source_files(scans),
+                                  str(scans[0].meta.get("series_description") or ""), __version__)
+        for note in notes:
+            print(f"isovox: warning: {note}", file=sys.stderr)
+        write_sidecar(out, dict(provenance, dicom_notes=notes))
+    else:
+        write_volume(result.volume, out, protect=protect, sidecar=provenance)
     shape = "x".join(map(str, result.volume.shape))
     say(args, f"wrote {out} ({shape} voxels at {result.plan.grid.spacing.min():g} mm, "
               f"method {result.plan.method.name}, {result.seconds:.1f} s)")
@@ -262,19 +296,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="geometry and pre-flight report of one or more scans")
+    p = sub.add_parser("info", help="geometry and pre-flight report of one or more scans; the series of a DICOM "
+                                    "folder")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--frame", type=int, help="volume index to use from 4-D inputs")
+    p.add_argument("--series", action="append", metavar="N", help="DICOM series number or UID (repeatable)")
+    p.add_argument("--like", metavar="FILE", help="also say what putting the result on this image's grid means")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..info import format_report, preflight
+    from ..dicom import find_series, quiet_itk
+    from ..info import format_report, format_series, preflight
+    from ..io import read_volume
 
-    report = preflight(read_inputs(args.files, args.frame))
+    listings = {}
+    for path in args.files:
+        if Path(path).is_dir() and not args.series:
+            quiet_itk()
+            listings[path] = [s.summary() for s in find_series(path)]
+            if not listings[path]:
+                raise InputError(f"{path}: a folder with no DICOM series in it")
+    several = [p for p, found in listings.items() if len(found) > 1]
+    report: dict[str, Any] = {}
+    if not several:  # every input is one scan: the pre-flight report
+        scans = read_inputs(args.files, args.frame, args.series)[0]
+        report = preflight(scans)
+        if args.like:
+            from .. import api
+            from ..grid import Grid
+
+            grid = Grid.of(read_volume(args.like))
+            report["output_grid"] = {"shape": list(grid.shape), "spacing_mm": [float(v) for v in grid.spacing],
+                                     "affine": np.asarray(grid.affine).tolist(), "says": api.grid_report(scans, grid)}
+    if listings:
+        report["series"] = listings
     if args.json:
         print(json.dumps(report, indent=2, default=float))
         return 0
-    print(format_report(report))
+    for path, found in listings.items():
+        print(format_series(path, found))
+    if not several:
+        print(format_report(report))
+        if "output_grid" in report:
+            print(f"--like: {report['output_grid']['says']}")
+    else:
+        print("pick series with --series N (isovox info FOLDER --series N, isovox run FOLDER --series N ...)")
     return 0

@@ -8,7 +8,8 @@ that a voxel keeps its RAS position both ways.
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+from typing import Any, Optional
 
 import numpy as np
 import vtk
@@ -17,6 +18,9 @@ from vtk.util import numpy_support
 import slicer
 from isovox.errors import InputError
 from isovox.volume import Volume
+
+
+SCAN_ATTRIBUTE = "isovox.scan"  # JSON: the engine's record of a scan read from DICOM (see scan_meta)
 
 
 def matrix_to_array(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
@@ -64,7 +68,24 @@ def volume_from_node(node: slicer.vtkMRMLScalarVolumeNode) -> Volume:
     dims = image.GetDimensions()
     kji = numpy_support.vtk_to_numpy(scalars).reshape(dims[2], dims[1], dims[0])
     data = np.ascontiguousarray(kji.transpose(2, 1, 0), dtype=np.float32)
-    return Volume(data, world_ijk_to_ras(node), {"source": label, "node_id": node.GetID()})
+    meta = dict(scan_meta(node), source=label, node_id=node.GetID())
+    return Volume(data, world_ijk_to_ras(node), meta)
+
+
+def scan_meta(node: slicer.vtkMRMLScalarVolumeNode) -> dict[str, Any]:
+    """The engine's record of the scan in ``node`` (slice thickness, missing slices, source series...)
+    when it was loaded by :func:`.series.load_series` and still has that grid; else empty."""
+    text = node.GetAttribute(SCAN_ATTRIBUTE) if node is not None else None
+    if not text:
+        return {}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {}
+    image = node.GetImageData()
+    if not isinstance(record, dict) or image is None or list(image.GetDimensions()) != record.pop("shape", None):
+        return {}
+    return record
 
 
 def update_node_from_volume(node: slicer.vtkMRMLScalarVolumeNode, volume: Volume) -> slicer.vtkMRMLScalarVolumeNode:

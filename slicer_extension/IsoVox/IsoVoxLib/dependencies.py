@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 # The engine's requirements (pyproject.toml [project.dependencies]); a test keeps them in step.
 ENGINE_REQUIREMENTS = ("numpy>=1.24", "scipy>=1.10", "nibabel>=5.0", "SimpleITK>=2.2", "tqdm>=4.60",
-                       "matplotlib>=3.7", "torch>=2.1", "safetensors>=0.4")
-SLICER_SHIPS = ("numpy", "SimpleITK")  # never reinstall what Slicer's own modules are built against
+                       "matplotlib>=3.7", "torch>=2.1", "safetensors>=0.4", "pydicom>=2.4")
+SLICER_SHIPS = ("numpy", "SimpleITK", "pydicom")  # never reinstall what Slicer's own modules are built against
 TORCH = "torch"
 ENGINE_PACKAGE = "isovox"
 MODULE_NAMES = {"SimpleITK": "SimpleITK", "nibabel": "nibabel", "safetensors": "safetensors"}

@@ -20,7 +20,7 @@ from isovox.options import RunOptions
 from isovox.progress import Task
 from isovox.volume import Volume
 
-from .convert import add_volume_node, node_label, volume_from_node, world_ijk_to_ras
+from .convert import add_volume_node, node_label, scan_meta, volume_from_node, world_ijk_to_ras
 
 PROVENANCE_ATTRIBUTE = "isovox.provenance"
 METHOD_ATTRIBUTE = "isovox.method"
@@ -138,10 +138,18 @@ class IsoVoxLogic:
         node = add_volume_node(scene, result.volume, output_name(nodes, run.method.name, suffix), output)
         provenance = dict(result.provenance)
         provenance["inputs"] = [dict(entry, node=node_label(n)) for entry, n in zip(provenance["inputs"], nodes)]
+        provenance = record_sources(provenance, nodes)
         if reference is not None:
             provenance["reference"] = node_label(reference)
         set_provenance(node, provenance)
         return node
+
+
+def record_sources(provenance: dict[str, Any], nodes: Sequence[Any]) -> dict[str, Any]:
+    """The provenance with the files each input node was read from (path, SHA-256, DICOM series),
+    where the engine recorded them when loading it."""
+    metas = [scan_meta(n) for n in nodes]
+    return frontend.record_inputs(provenance, [meta.get("path") for meta in metas], metas)
 
 
 def set_provenance(node: Any, provenance: dict[str, Any]) -> None:

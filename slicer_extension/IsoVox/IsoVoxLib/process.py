@@ -25,10 +25,10 @@ from typing import Any, Optional, Sequence
 from isovox.errors import CancelledError
 from isovox.frontend import PROGRESS_PREFIX, ExitCode, error_for_exit, parse_progress, run_arguments
 from isovox.options import RunOptions
-from isovox.io import read_volume, sidecar_path, write_volume
+from isovox.io import read_volume, scan_record, sidecar_path, write_volume
 
 from .convert import add_volume_node, node_label
-from .logic import IsoVoxLogic, as_node_list, output_name, set_provenance
+from .logic import IsoVoxLogic, as_node_list, output_name, record_sources, set_provenance
 
 
 def engine_command(python: str, scans: Sequence[str], output: str, method: Optional[str] = None,
@@ -159,7 +159,7 @@ class BackgroundRun:
 
     def _write(self, volume: Any, name: str) -> str:
         path = self.folder / name
-        write_volume(volume, path)
+        write_volume(volume, path, sidecar=scan_record(volume))  # thickness and missing slices travel along
         return str(path)
 
     def start(self) -> None:
@@ -202,7 +202,8 @@ class BackgroundRun:
         provenance = json.loads(sidecar.read_text()) if sidecar.exists() else {"method": self.method, "inputs": []}
         for entry, source in zip(provenance.get("inputs", []), self.input_nodes):
             entry["node"] = node_label(source)
-            entry.pop("path", None)  # a temporary file, gone after this run
+            entry.pop("path", None)  # a temporary file, gone after this run (its SHA-256 names the voxels)
+        provenance = record_sources(provenance, self.input_nodes)
         if self.reference is not None:
             provenance["reference"] = node_label(self.reference)
         set_provenance(node, provenance)
