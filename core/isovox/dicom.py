@@ -258,21 +258,7 @@ def stack_geometry(frames: Sequence[Frame], volume: int = 0) -> StackGeometry:
         raise InputError("ImageOrientationPatient does not give two independent directions")
     normal /= np.linalg.norm(normal)
     distance = np.array([f.position @ normal for f in frames])
-    order = np.argsort(distance, kind="stable")
-    groups: list[list[int]] = []
-    for idx in order:
-        if groups and abs(distance[idx] - distance[groups[-1][0]]) < SAME_POSITION_MM:
-            groups[-1].append(int(idx))
-        else:
-            groups.append([int(idx)])
-    counts = {len(g) for g in groups}
-    if len(counts) != 1:
-        raise InputError("some slice positions hold more images than others; the series is incomplete")
-    volumes = counts.pop()
-    if not 0 <= volume < volumes:
-        raise InputError(f"--frame {volume} is out of range 0..{volumes - 1}")
-    chosen = [sorted(g, key=lambda i: (frames[i].instance, str(frames[i].path), frames[i].index or 0))[volume]
-              for g in groups]
+    chosen, volumes = _one_image_per_position(frames, distance, volume)
     if len(chosen) < 2:
         raise InputError(f"the DICOM series has {len(chosen)} slice; isovox needs a 3-D volume")
     warnings: list[str] = []
@@ -305,6 +291,26 @@ def stack_geometry(frames: Sequence[Frame], volume: int = 0) -> StackGeometry:
         thickness = None
     return StackGeometry([int(i) for i in chosen], LPS_TO_RAS @ lps, spacing, positions, thickness, volumes,
                          warnings)
+
+
+def _one_image_per_position(frames: Sequence[Frame], distance: np.ndarray, volume: int) -> tuple[list[int], int]:
+    """(the ``volume``-th image at each slice position, in order along the normal; images per position)."""
+    order = np.argsort(distance, kind="stable")
+    groups: list[list[int]] = []
+    for idx in order:
+        if groups and abs(distance[idx] - distance[groups[-1][0]]) < SAME_POSITION_MM:
+            groups[-1].append(int(idx))
+        else:
+            groups.append([int(idx)])
+    counts = {len(g) for g in groups}
+    if len(counts) != 1:
+        raise InputError("some slice positions hold more images than others; the series is incomplete")
+    volumes = counts.pop()
+    if not 0 <= volume < volumes:
+        raise InputError(f"--frame {volume} is out of range 0..{volumes - 1}")
+    chosen = [sorted(g, key=lambda i: (frames[i].instance, str(frames[i].path), frames[i].index or 0))[volume]
+              for g in groups]
+    return chosen, volumes
 
 
 # --------------------------------------------------------------------------- reading

@@ -106,24 +106,8 @@ def _base_dataset(first, headers: Sequence[Any], method: str, description: str, 
     from pydicom.sequence import Sequence as DicomSequence
     from pydicom.uid import generate_uid
 
-    ds = Dataset()
-    identity = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
-                "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
-                "FrameOfReferenceUID", "Manufacturer", "InstitutionName", "MagneticFieldStrength", "BodyPartExamined")
-    if first is not None:
-        for key in identity:
-            if key in first:
-                setattr(ds, key, getattr(first, key))
-    ds.PatientName = ds.get("PatientName", "isovox^placeholder")
-    ds.PatientID = ds.get("PatientID", "ISOVOX")
+    ds = _identity(first)
     now = datetime.datetime.now()
-    for key, value in (("StudyDate", now.strftime("%Y%m%d")), ("StudyTime", now.strftime("%H%M%S")),
-                       ("StudyID", "1"), ("PatientBirthDate", ""), ("PatientSex", ""), ("AccessionNumber", ""),
-                       ("ReferringPhysicianName", "")):
-        if key not in ds or (first is None and value):
-            setattr(ds, key, value)
-    ds.StudyInstanceUID = ds.get("StudyInstanceUID") or generate_uid()
-    ds.FrameOfReferenceUID = ds.get("FrameOfReferenceUID") or generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.SOPClassUID = MR_IMAGE_STORAGE
     ds.Modality = "MR"
@@ -163,6 +147,32 @@ def _base_dataset(first, headers: Sequence[Any], method: str, description: str, 
         setattr(ds, key, value)
     ds.ContentDate = ds.SeriesDate = now.strftime("%Y%m%d")
     ds.ContentTime = ds.SeriesTime = now.strftime("%H%M%S")
+    return ds
+
+
+def _identity(first):
+    """Patient, study and frame of reference of the first source (placeholders and new UIDs without one)."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    ds = Dataset()
+    identity = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
+                "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
+                "FrameOfReferenceUID", "Manufacturer", "InstitutionName", "MagneticFieldStrength", "BodyPartExamined")
+    if first is not None:
+        for key in identity:
+            if key in first:
+                setattr(ds, key, getattr(first, key))
+    ds.PatientName = ds.get("PatientName", "isovox^placeholder")
+    ds.PatientID = ds.get("PatientID", "ISOVOX")
+    now = datetime.datetime.now()
+    for key, value in (("StudyDate", now.strftime("%Y%m%d")), ("StudyTime", now.strftime("%H%M%S")),
+                       ("StudyID", "1"), ("PatientBirthDate", ""), ("PatientSex", ""), ("AccessionNumber", ""),
+                       ("ReferringPhysicianName", "")):
+        if key not in ds or (first is None and value):
+            setattr(ds, key, value)
+    ds.StudyInstanceUID = ds.get("StudyInstanceUID") or generate_uid()
+    ds.FrameOfReferenceUID = ds.get("FrameOfReferenceUID") or generate_uid()
     return ds
 
 

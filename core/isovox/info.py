@@ -64,29 +64,58 @@ def describe(volume: Volume) -> dict[str, Any]:
     return facts
 
 
+def _scan_warnings(idx: int, vol: Volume, facts: dict[str, Any]) -> list[str]:
+    """Near-isotropic, anisotropic in-plane and gapped scans (and no thickness without a thick axis)."""
+    warnings = []
+    spacing = vol.spacing
+    if facts["thick_axis"] is None:
+        if spacing.max() / spacing.min() < 1.2:
+            warnings.append(f"scan {idx} is already near-isotropic ({_sp(spacing)} mm)")
+    else:
+        inplane = np.delete(spacing, facts["thick_axis"])
+        if inplane.max() / inplane.min() > 1.2:
+            warnings.append(f"scan {idx} has anisotropic in-plane voxels ({_sp(spacing)} mm)")
+    gap = facts.get("slice_gap_mm")
+    if gap is not None and gap > 1e-3:
+        warnings.append(f"scan {idx} has a {gap:g} mm gap between slices: tissue there was never imaged")
+    if gap is None and facts["thick_axis"] is not None:
+        facts["slice_thickness_mm"] = None
+    return warnings
+
+
+def _pair(a: int, fa: dict[str, Any], b: int, fb: dict[str, Any], parts, warnings: list[str]) -> dict[str, Any]:
+    """Slice angle and intensity ratio of scans ``a`` and ``b`` (0-based), with their warnings."""
+    pair: dict[str, Any] = {"scans": [a + 1, b + 1]}
+    if fa["thick_axis"] is not None and fb["thick_axis"] is not None:
+        da = np.array(fa["slice_direction_ras"])
+        db = np.array(fb["slice_direction_ras"])
+        angle = float(np.degrees(np.arccos(np.clip(abs(da @ db), 0, 1))))
+        pair["slice_angle_deg"] = round(angle, 2)
+        if angle < 10:
+            warnings.append(f"scans {a + 1} and {b + 1} are sliced along the same direction; fusion adds little")
+        elif abs(angle - 90) > 10:
+            warnings.append(f"scans {a + 1} and {b + 1} are not orthogonal ({angle:.0f} degrees apart)")
+    shared = parts[a].full_mask() & parts[b].full_mask()
+    va, vb = parts[a].values[shared], parts[b].values[shared]
+    fg = va > 0.1 * robust_max(va) if va.size else np.zeros(0, bool)
+    if np.count_nonzero(fg) > 50:
+        ratio = float(np.median(vb[fg]) / max(np.median(va[fg]), 1e-12))
+        pair["intensity_ratio"] = round(ratio, 4)
+        if abs(np.log(max(ratio, 1e-6))) > np.log(1.15):
+            warnings.append(f"scan {b + 1} is {ratio:.2f}x as bright as scan {a + 1}; consider --match-intensity")
+    return pair
+
+
 def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
     """Facts per scan plus the cross-scan checks, with human-readable warnings."""
+    from .contrast import contrast_report, declared_contrast
+
     scans = [describe(v) for v in volumes]
     warnings = [f"scan {idx + 1}: {w}" for idx, v in enumerate(volumes) for w in v.meta.get("warnings", [])]
     for idx, (vol, facts) in enumerate(zip(volumes, scans), start=1):
-        spacing = vol.spacing
-        if facts["thick_axis"] is None and len(volumes) > 0:
-            if spacing.max() / spacing.min() < 1.2:
-                warnings.append(f"scan {idx} is already near-isotropic ({_sp(spacing)} mm)")
-        else:
-            inplane = np.delete(spacing, facts["thick_axis"])
-            if inplane.max() / inplane.min() > 1.2:
-                warnings.append(f"scan {idx} has anisotropic in-plane voxels ({_sp(spacing)} mm)")
-        gap = facts.get("slice_gap_mm")
-        if gap is not None and gap > 1e-3:
-            warnings.append(f"scan {idx} has a {gap:g} mm gap between slices: tissue there was never imaged")
-        if gap is None and facts["thick_axis"] is not None:
-            facts["slice_thickness_mm"] = None
-    from .contrast import contrast_report, declared_contrast
-
+        warnings += _scan_warnings(idx, vol, facts)
+        facts["contrast"] = declared_contrast(vol)
     report: dict[str, Any] = {"scans": scans, "pairs": [], "warnings": warnings}
-    for facts, volume in zip(scans, volumes):
-        facts["contrast"] = declared_contrast(volume)
     if len(volumes) < 2:
         return report
     try:
@@ -102,27 +131,7 @@ def preflight(volumes: Sequence[Volume]) -> dict[str, Any]:
         return report
     parts = [resample(v, grid) for v in volumes]
     for (a, fa), (b, fb) in itertools.combinations(enumerate(scans), 2):
-        pair: dict[str, Any] = {"scans": [a + 1, b + 1]}
-        if fa["thick_axis"] is not None and fb["thick_axis"] is not None:
-            da = np.array(fa["slice_direction_ras"])
-            db = np.array(fb["slice_direction_ras"])
-            angle = float(np.degrees(np.arccos(np.clip(abs(da @ db), 0, 1))))
-            pair["slice_angle_deg"] = round(angle, 2)
-            if angle < 10:
-                warnings.append(f"scans {a + 1} and {b + 1} are sliced along the same direction; fusion adds little")
-            elif abs(angle - 90) > 10:
-                warnings.append(f"scans {a + 1} and {b + 1} are not orthogonal ({angle:.0f} degrees apart)")
-        shared = parts[a].full_mask() & parts[b].full_mask()
-        va, vb = parts[a].values[shared], parts[b].values[shared]
-        fg = va > 0.1 * robust_max(va) if va.size else np.zeros(0, bool)
-        if np.count_nonzero(fg) > 50:
-            ratio = float(np.median(vb[fg]) / max(np.median(va[fg]), 1e-12))
-            pair["intensity_ratio"] = round(ratio, 4)
-            if abs(np.log(max(ratio, 1e-6))) > np.log(1.15):
-                warnings.append(
-                    f"scan {b + 1} is {ratio:.2f}x as bright as scan {a + 1}; consider --match-intensity"
-                )
-        report["pairs"].append(pair)
+        report["pairs"].append(_pair(a, fa, b, fb, parts, warnings))
     contrasts = contrast_report(volumes)
     for pair, agreement in zip(report["pairs"], contrasts["pairs"]):
         pair["intensity_correlation"] = agreement["intensity_correlation"]
