@@ -12,13 +12,19 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := dcm2niix xvfb libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0 \
 	libxcb-xinerama0 libxcb-randr0 libxcb-shape0 libxcb-cursor0 libgl1 libegl1 libdbus-1-3 libfontconfig1
 
-.PHONY: demo test setup system clean
+.PHONY: demo test fuzz setup system clean
 
 demo: $(STAMP)
 	$(BIN)/isovox demo --output isovox-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Ten thousand seeded mutants of every input format through the reader, 300 through `isovox run`.
+FUZZ_MUTANTS ?= 10000
+FUZZ_SEED ?= 0
+fuzz: $(STAMP)
+	$(BIN)/python scripts/fuzz.py --mutants $(FUZZ_MUTANTS) --cli 300 --seed $(FUZZ_SEED)
 
 setup: $(STAMP)
 

@@ -150,7 +150,7 @@ def test_truncated_and_garbage_files(tmp_path, rng):
     with pytest.raises(InputError, match="cannot read"):
         io.read_volume(tmp_path / "junk.nii.gz")
     (tmp_path / "junk.mha").write_bytes(b"\x00\x01garbage")
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="not a MetaImage header"):
         io.read_volume(tmp_path / "junk.mha")
 
 

@@ -90,6 +90,8 @@ def plan(
     if min(grid.shape) < 2:
         raise InputError(f"the target grid {grid.shape} is too small; choose a finer --spacing")
     check_overlap(scans, grid)
+    if reference is not None:
+        check_reference_overlap(scans[0], reference, grid)
     warnings += check_contrasts(scans)
     scale = float(max(s.spacing.max() for s in scans)) / float(grid.spacing.min())
     lo, hi = spec.scales
@@ -115,6 +117,15 @@ def check_inputs(scans: Sequence[Volume], reference: Optional[Volume]) -> None:
         validate_volume(scan, _label(scan, idx))
     if reference is not None:
         validate_volume(reference, "reference " + str(reference.meta.get("source", "")))
+
+
+def check_reference_overlap(scan: Volume, reference: Volume, grid: Grid) -> None:
+    """A guided method needs its reference where the scans are."""
+    try:
+        check_overlap([scan, reference], grid)
+    except InputError:
+        raise InputError("the --reference does not overlap the scans; give a registered image of the same "
+                         "subject and session") from None
 
 
 def scan_warnings(scans: Sequence[Volume]) -> list[str]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from .errors import InputError
+from .io import staging_folder
 from .volume import Volume
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -84,9 +84,7 @@ def write_series(volume: Volume, folder: str | os.PathLike, method: str,
                          "write it as NIfTI instead")
     slope, intercept = scaling(volume.data)
     base = _base_dataset(first, headers, method, description, version, spacing, directions, slope, intercept)
-    parent = folder.parent if str(folder.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".isovox-dicom-", dir=parent))
+    staging = staging_folder(folder, ".isovox-dicom-")
     try:
         for k in range(volume.shape[2]):
             ds = _slice_dataset(base, volume, lps, k, slope, intercept)

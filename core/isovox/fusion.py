@@ -141,6 +141,9 @@ def check_overlap(scans: Sequence[Volume], grid: Grid) -> list[float]:
     fractions = []
     for idx, m in enumerate(masks):
         shared = np.count_nonzero(base & m)
+        if shared == 0 and idx == 0:
+            raise InputError("scan 1 does not reach the output grid: the grid (from --like, or from the scans' "
+                             "geometry) lies outside its field of view")
         if shared == 0:
             raise InputError(
                 f"the fields of view of scan 1 and scan {idx + 1} do not overlap; "

@@ -22,7 +22,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import headers
 from .errors import InputError
+from .quiet import native_stderr, quiet_nibabel
 from .volume import Volume
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -128,23 +130,44 @@ def with_scan_record(volume: Volume, record: Mapping[str, Any]) -> Volume:
     return volume.with_meta(**extra) if extra else volume
 
 
+SIDECAR_BYTES = 1 << 20  # a BIDS sidecar is a few kB; anything above a MiB is not one
+
+
+def _plausible_mm(value: Any) -> float | None:
+    """A sidecar length in mm, or None for anything else (text, booleans, huge, non-finite, <= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if np.isfinite(number) and 0 < number <= headers.MAX_SPACING_MM else None
+
+
 def _with_sidecar(volume: Volume, path: Path) -> Volume:
     """Add slice thickness and spacing from a JSON sidecar (as dcm2niix writes) when present."""
     side = sidecar_path(path) if not path.is_dir() else None
     if side is None or not side.is_file():
         return volume
     try:
-        info = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return volume
+        if side.stat().st_size > SIDECAR_BYTES:
+            raise ValueError("larger than 1 MiB")
+        info = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else _reason(exc)
+        warning = f"its sidecar {side.name} is not readable JSON ({reason}); ignored"
+        return volume.with_meta(warnings=list(volume.meta.get("warnings", [])) + [warning])
     if not isinstance(info, dict):
         return volume
     volume = with_scan_record(volume, info)
     extra: dict[str, Any] = {}
     for key, name in _SIDECAR_KEYS.items():
-        value = info.get(key)
-        if isinstance(value, (int, float)) and np.isfinite(value) and value > 0 and name not in volume.meta:
-            extra[name] = float(value)
+        value = _plausible_mm(info.get(key))
+        if value is not None and name not in volume.meta:
+            extra[name] = value
+        elif key in info and value is None:
+            extra.setdefault("warnings", list(volume.meta.get("warnings", []))).append(
+                f"its sidecar's {key} ({str(info[key])[:30]}) is not a plausible size in mm; ignored")
     spacing_tag = extra.get("spacing_between_slices")
     if spacing_tag is not None:  # the file's grid places the slices: it wins over the sidecar, with a word
         from .grid import thick_axis
@@ -155,15 +178,21 @@ def _with_sidecar(volume: Volume, path: Path) -> Volume:
             warning = (f"the sidecar's SpacingBetweenSlices says {spacing_tag:g} mm but the image's slices are "
                        f"{step:.4g} mm apart; the image's spacing is used")
             extra["spacing_between_slices"] = step
-            extra["warnings"] = list(volume.meta.get("warnings", [])) + [warning]
+            extra["warnings"] = extra.get("warnings", list(volume.meta.get("warnings", []))) + [warning]
     return volume.with_meta(**extra) if extra else volume
 
 
 def validate_volume(volume: Volume, name: str = "volume") -> None:
     """Refuse geometry or voxel values that no method can use."""
-    spacing = volume.spacing
     if not np.all(np.isfinite(volume.affine)):
         raise InputError(f"{name}: the affine contains NaN or Inf")
+    if np.abs(volume.affine[:3, 3]).max() > headers.MAX_POSITION_MM:
+        raise InputError(f"{name}: the origin {_fmt(volume.affine[:3, 3])} mm is absurd (more than "
+                         f"{headers.MAX_POSITION_MM:g} mm from the scanner)")
+    if np.abs(volume.affine[:3, :3]).max() > headers.MAX_SPACING_MM:
+        raise InputError(f"{name}: the affine's voxel axes are absurdly long (more than "
+                         f"{headers.MAX_SPACING_MM:g} mm per voxel)")
+    spacing = volume.spacing
     if np.any(spacing <= 1e-6):
         raise InputError(f"{name}: voxel spacing {_fmt(spacing)} mm has a zero value")
     small = min(volume.shape)
@@ -220,7 +249,7 @@ def _read_nifti(path: Path, frame: int | None) -> Volume:
     import nibabel as nib
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_nibabel():
             warnings.simplefilter("ignore")
             img = nib.load(str(path))
             raw_header = _raw_nifti_header(path, type(img.header))
@@ -231,6 +260,7 @@ def _read_nifti(path: Path, frame: int | None) -> Volume:
         ndim = int(raw_header["dim"][0])
         _check_spacing_values(pixdim[: max(1, min(ndim, 3))], str(path), "voxel size (pixdim)")
     shape = tuple(int(n) for n in img.shape)
+    headers.check_nifti_size(path, shape, img.get_data_dtype().itemsize, float(img.header.get("vox_offset", 0)))
     if len(shape) < 3:
         raise InputError(f"{path}: data of shape {shape} is 2-D; isovox needs a 3-D volume")
     chosen = _pick_frame(shape, frame, str(path))
@@ -259,7 +289,9 @@ def _read_nifti(path: Path, frame: int | None) -> Volume:
     descrip = bytes(header["descrip"]).split(b"\0")[0].decode("latin-1", "replace").strip()
     if descrip:
         meta["description"] = descrip
-    return Volume(np.asarray(data, dtype=np.float32), img.affine, meta)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: Inf, refused by validate_volume
+        voxels = np.asarray(data, dtype=np.float32)
+    return Volume(voxels, img.affine, meta)
 
 
 def _raw_nifti_header(path: Path, header_class: type) -> Any:
@@ -272,21 +304,6 @@ def _raw_nifti_header(path: Path, header_class: type) -> Any:
         return header_class.from_fileobj(fobj, check=False)
 
 
-_META_SPACING = re.compile(rb"^\s*(ElementSpacing|ElementSize)\s*=\s*(.+?)\s*$", re.M)
-
-
-def _check_metaimage_header(path: Path) -> None:
-    """ITK turns negative MetaImage spacing positive without a word: look first."""
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
-    for match in _META_SPACING.finditer(head.split(b"ElementDataFile")[0]):
-        try:
-            values = [float(v) for v in match.group(2).split()]
-        except ValueError:
-            raise InputError(f"{path}: unreadable {match.group(1).decode()} in the header") from None
-        _check_spacing_values(values[:3], str(path), "voxel spacing")
-
-
 def _read_itk(path: Path, frame: int | None) -> Volume:
     import SimpleITK as sitk
 
@@ -294,11 +311,14 @@ def _read_itk(path: Path, frame: int | None) -> Volume:
 
     quiet_itk()
     if suffix_of(path) in (".mha", ".mhd"):
-        _check_metaimage_header(path)
+        headers.check_metaimage(path)
+    else:
+        headers.check_nrrd(path)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
-        reader.ReadImageInformation()
+        with native_stderr():
+            reader.ReadImageInformation()
         size = tuple(reversed(reader.GetSize()))  # numpy order of the ITK size, for messages
         dim = reader.GetDimension()
         components = reader.GetNumberOfComponents()
@@ -311,9 +331,12 @@ def _read_itk(path: Path, frame: int | None) -> Volume:
         raise InputError(f"{path}: data of shape {itk_shape} is 2-D; isovox needs a 3-D volume")
     chosen = _pick_frame(itk_shape, frame, str(path))
     try:
-        image = reader.Execute()
+        with native_stderr() as said:
+            image = reader.Execute()
     except Exception as exc:
         raise InputError(f"{path}: the file is truncated or corrupt ({_reason(exc)})") from None
+    if re.search(r"fail|error|cannot|could not", said.text, re.I):  # ITK can return zeros after a failed read
+        raise InputError(f"{path}: the file is truncated or corrupt ({said.text.splitlines()[-1].strip()[:120]})")
     if chosen is not None:
         extractor = sitk.ExtractImageFilter()
         extractor.SetSize(list(image.GetSize()[:3]) + [0])
@@ -351,7 +374,9 @@ def sitk_to_volume(image: Any, meta: Mapping[str, Any] | None = None) -> Volume:
     lps[:3, :3] = direction * spacing
     lps[:3, 3] = origin
     data = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0)
-    return Volume(np.asarray(data, dtype=np.float32), LPS_TO_RAS @ lps, meta or {})
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: Inf, refused by validate_volume
+        voxels = np.asarray(data, dtype=np.float32)
+    return Volume(voxels, LPS_TO_RAS @ lps, meta or {})
 
 
 def itk_geometry(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -395,17 +420,26 @@ def check_output_path(path: str | os.PathLike, protect: Iterable[str | os.PathLi
         )
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name for the output")
-    protected = []
-    for item in protect:
-        item = Path(item)
-        protected.append(item.resolve())
-        if item.is_dir():  # a DICOM folder: protect the files inside
-            protected.extend(p.resolve() for p in item.iterdir())
-        protected.extend(p.resolve() for p in _companion_files(item))
-    for target in _companion_files(path):
+    protected = protected_paths(protect)
+    for target in _companion_files(path) + [sidecar_path(path)]:
         if target.resolve() in protected:
-            raise InputError(f"{target}: refusing to overwrite an input file; choose another output name")
+            what = "an input" if target.resolve() in {Path(p).resolve() for p in protect} else \
+                "a companion of an input (its sidecar or detached data file)"
+            raise InputError(f"{target}: refusing to overwrite {what}; choose another output name")
     return path
+
+
+def protected_paths(inputs: Iterable[str | os.PathLike]) -> set[Path]:
+    """Every file a run must leave untouched: the inputs, the files of input folders, each input's JSON
+    sidecar and the detached data files its header names (.nhdr, .mhd)."""
+    protected: set[Path] = set()
+    for item in map(Path, inputs):
+        protected.add(item.resolve())
+        if item.is_dir():  # a DICOM folder: protect the files inside
+            protected.update(p.resolve() for p in item.rglob("*") if p.is_file())
+        protected.add(sidecar_path(item).resolve())
+        protected.update(p.resolve() for p in headers.detached_data_files(item))
+    return protected
 
 
 def check_output_folder(path: str | os.PathLike, protect: Iterable[str | os.PathLike] = ()) -> Path:
@@ -446,9 +480,7 @@ def write_volume(
     a path in ``protect`` (the inputs) is never overwritten.
     """
     path = check_output_path(path, protect)
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".isovox-", dir=parent))
+    staging = staging_folder(path, ".isovox-")
     try:
         staged = staging / path.name
         if suffix_of(path) in NIFTI_SUFFIXES:
@@ -465,6 +497,20 @@ def write_volume(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def staging_folder(output: Path, prefix: str) -> Path:
+    """A new hidden folder beside ``output`` (its parent made if needed) where the output is written
+    before it is moved in place whole."""
+    parent = output.parent if str(output.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{parent}: cannot create the output folder ({exc.strerror or exc})") from None
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise InputError(f"{parent}: cannot write there ({exc.strerror or exc})") from None
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -44,12 +44,20 @@ def get_reader(path: str | list[str]) -> Optional[Callable[[Any], list[LayerData
 def read_layers(path: str | list[str]) -> list[LayerData]:
     """Read each path with the engine into image layers with their affines: one layer per file, and
     one per DICOM series in a folder (a PACS export holds several)."""
+    from isovox.errors import IsovoxError
+
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = []
     for item in paths:
-        for volume, name in frontend.read_all(item):
-            layers.append(volume_layer_data(volume, name))
-    return layers
+        try:
+            found = frontend.read_all(item)
+        except IsovoxError as error:  # a malformed file: one notification, no traceback
+            from napari.utils.notifications import show_error
+
+            show_error(frontend.user_message(error))
+            continue
+        layers.extend(volume_layer_data(volume, name) for volume, name in found)
+    return layers or [(None,)]  # napari's "read, nothing to add" (the errors were shown)
 
 
 def layer_name(path: str | os.PathLike) -> str:

@@ -242,3 +242,15 @@ def test_a_pacs_export_opens_one_layer_per_series_and_saves_as_derived_dicom(tmp
     assert json.loads((tmp_path / "derived.json").read_text())["provenance"]["method"] == "cubeavg"
     with pytest.raises(InputError, match="not an empty folder"):
         _io.write_dicom(str(export), ldata, lattrs)
+
+
+def test_a_malformed_file_gives_one_notification_and_no_layer(tmp_path, monkeypatch):
+    import napari.utils.notifications as notifications
+
+    shown = []
+    monkeypatch.setattr(notifications, "show_error", shown.append)
+    bad = tmp_path / "bad.mha"
+    bad.write_bytes(b"NDims = -1\nDimSize = 4 4 4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n" + bytes(64))
+    reader = _io.get_reader(str(bad))
+    assert reader is not None and reader(str(bad)) == [(None,)]  # napari's "nothing to add"
+    assert len(shown) == 1 and "NDims = -1" in shown[0] and "Traceback" not in shown[0]

@@ -98,3 +98,12 @@ def test_result_saved_as_a_derived_series_in_the_source_study(scene, export, tmp
     assert side["saved"]["path"] == str(out.resolve()) and side["dicom_notes"] == []
     with pytest.raises(InputError, match="not an empty folder"):
         save_dicom(node, export)
+
+
+def test_a_corrupt_series_is_refused_before_any_node_is_made(scene, export):
+    for path in (export / "sag").iterdir():
+        path.write_bytes(path.read_bytes()[:400])  # headers survive, pixels cut off
+    nodes_before = scene.GetNumberOfNodes()
+    with pytest.raises(InputError):
+        load_series(scene, export, ["3", "5"])
+    assert scene.GetNumberOfNodes() == nodes_before

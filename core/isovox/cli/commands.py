@@ -68,6 +68,16 @@ def read_inputs(paths: list[str], frame: Optional[int], series: Optional[list[st
     return [read_volume(p, frame, s) for p, s in zip(paths, series)], list(paths)
 
 
+def read_reference(path: str, frame: Optional[int]) -> Any:
+    """The --reference volume; its own 4-D choice is --reference-frame (--frame picks the scans' volume)."""
+    from ..io import read_volume
+
+    try:
+        return read_volume(path, frame)
+    except InputError as exc:
+        raise InputError(f"--reference {str(exc).replace('--frame', '--reference-frame')}") from None
+
+
 def say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
         print(text, file=sys.stderr)
@@ -91,6 +101,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", metavar="REF", help="registered HR image of another contrast (guided methods)")
     p.add_argument("--device", default="auto", choices=list(DEVICES))
     p.add_argument("--frame", type=int, help="volume index to use from 4-D inputs")
+    p.add_argument("--reference-frame", type=int, metavar="K", help="volume index to use from a 4-D --reference")
     p.add_argument("--series", action="append", metavar="N",
                    help="DICOM series number or UID of a folder holding several (repeat for 2-3 scans of one "
                         "folder; see 'isovox info FOLDER')")
@@ -130,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     dicom_out = args.format == "dicom"
     out = check_output_folder(args.output, protect) if dicom_out else check_output_path(args.output, protect)
     scans, sources = read_inputs(args.scans, args.frame, args.series)
-    reference = read_volume(args.reference) if args.reference else None
+    reference = read_reference(args.reference, args.reference_frame) if args.reference else None
     grid = Grid.of(read_volume(args.like)) if args.like else None
     limit = None
     if args.max_memory is not None:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from importlib.metadata import entry_points
 from typing import Optional, Sequence
+
+import numpy as np
 
 from .. import __version__
 from ..errors import IsovoxError
@@ -74,7 +77,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # libraries' warnings are not the user's business: isovox says what matters in its own lines,
+            # and every result is checked for non-finite values before it is written
+            warnings.simplefilter("ignore")
+            return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         code = exit_code(exc)
         if code == ExitCode.INTERNAL and os.environ.get("ISOVOX_DEBUG"):
