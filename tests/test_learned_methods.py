@@ -266,3 +266,22 @@ def test_adaptation_holds_out_a_central_band_that_training_crops_never_touch():
             values = np.unique(crop)
             inside = (values >= 15) & (values < 25)
             assert inside.all() if held_out else not inside.any()
+
+
+def test_adapt_without_a_method_picks_the_network_that_adapts_best(capsys):
+    """`isovox run SCAN --adapt` used to fail on the default (an interpolation); it now takes MRL, which
+    gained most from --adapt (+1.8 dB over the B-spline on one x4 scan, benchmarks/RESULTS.md)."""
+    import json
+
+    from isovox import api
+    from isovox.cli.main import main
+    from isovox.io import read_volume
+    from isovox.sample import sample_scan_paths
+
+    scan = read_volume(sample_scan_paths()[0])
+    assert api.plan([scan], None, adapt=True, adapt_seconds=5).method.name == "mrl"
+    assert api.plan([scan], None).method.name == "srr"
+    assert main(["methods", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["mrl"]["adapts"] and rows["mrl"]["default_with_adapt_for_scans"] == [1, 2, 3]
+    assert not rows["srr"]["adapts"] and not rows["cubeavg"]["adapts"]

@@ -75,7 +75,7 @@ def plan(
     check_inputs(scans, reference)
     device = resolve_device(device)
     steps = parse_spacing(spacing)
-    spec = choose_method(method, scans, steps, grid, device, reference is not None)
+    spec = choose_method(method, scans, steps, grid, device, reference is not None, options.adapt)
     check_method(spec, len(scans), options, reference)
     check_slice_positions(spec, scans)
     warnings: list[str] = scan_warnings(scans)
@@ -151,15 +151,15 @@ def check_slice_positions(spec: MethodSpec, scans: Sequence[Volume]) -> None:
 
 
 def choose_method(method: Optional[str], scans: Sequence[Volume], steps: Optional[np.ndarray], grid: Optional[Grid],
-                  device: str, with_reference: bool) -> MethodSpec:
+                  device: str, with_reference: bool, adapt: bool = False) -> MethodSpec:
     """The named method, or the default for this run; the default must support the run's scale
-    (a learned model validated to x8 cannot take x11)."""
+    (a learned model validated to x8 cannot take x11); with --adapt, the best method that adapts."""
     if method:
         return get_method(method)
     target = float(grid.spacing.min()) if grid is not None else (
         float(steps.min()) if steps is not None else float(min(s.spacing.min() for s in scans)))
     coarsest = float(max(s.spacing.max() for s in scans))
-    return default_method(len(scans), device, with_reference, coarsest / max(target, 1e-9))
+    return default_method(len(scans), device, with_reference, coarsest / max(target, 1e-9), adapt)
 
 
 def check_method(spec: MethodSpec, n_scans: int, options: RunOptions, reference: Optional[Volume]) -> None:

@@ -43,6 +43,7 @@ class MethodSpec:
     needs_weights: bool = False
     rank_cpu: int = 0  # higher = preferred as the default on CPU
     rank_gpu: int = 0  # higher = preferred as the default on GPU
+    rank_adapt: int = 0  # higher = preferred for --adapt without --method (0: cannot adapt)
     bytes_per_voxel: int = 24  # peak working memory per output voxel, for the memory check
     consistency: bool = False  # its output ends with a data-consistency solve (unless --no-consistency)
     available: Callable[[], bool] = lambda: True
@@ -79,6 +80,7 @@ class MethodSpec:
             "reference": self.reference,
             "scales": list(self.scales),
             "needs_weights": self.needs_weights,
+            "adapts": self.rank_adapt > 0,
             "available": bool(self.available()),
             "model_card": self.model_card(),
         }

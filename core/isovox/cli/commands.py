@@ -195,10 +195,17 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
     device = resolve_device("auto")
     defaults = {n: default_method(n, device).name for n in (1, 2, 3)}
+    adapting = {}
+    for n in (1, 2, 3):
+        try:
+            adapting[n] = default_method(n, device, adapt=True).name
+        except InputError:  # no installed network adapts
+            continue
     rows = []
     for spec in all_methods():
         entry = spec.to_dict()
         entry["default_for_scans"] = [n for n, name in defaults.items() if name == spec.name]
+        entry["default_with_adapt_for_scans"] = [n for n, name in adapting.items() if name == spec.name]
         rows.append(entry)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -207,6 +214,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for r in rows:
         flag = f"  [default for {','.join(map(str, r['default_for_scans']))} scan(s) on {device}]" if r["default_for_scans"] else ""
         state = "" if r["available"] else "  (weights missing)"
+        if r["default_with_adapt_for_scans"]:
+            flag += (f"  [--adapt default for {','.join(map(str, r['default_with_adapt_for_scans']))} scan(s): "
+                     "gained most from fine-tuning]")
         print(f"{r['name']:<{width}}  {r['inputs']:<12}  {r['description']}{state}{flag}")
     return 0
 

@@ -42,21 +42,25 @@ def get_method(name: str) -> MethodSpec:
 
 
 def default_method(n_scans: int, device: str, with_reference: bool = False,
-                   scale: Optional[float] = None) -> MethodSpec:
+                   scale: Optional[float] = None, adapt: bool = False) -> MethodSpec:
     """The best available method for this many scans on this device (and, if given, this scale).
 
-    A method that would hand this run to its baseline is skipped: the baseline itself is the default."""
+    A method that would hand this run to its baseline is skipped: the baseline itself is the default.
+    With ``adapt``: the network that gained most from fine-tuning on the scans (``rank_adapt``); it adapts
+    even where its shipped weights alone would hand the run to the baseline."""
     candidates = [
         m for m in all_methods()
         if m.min_scans <= n_scans <= m.max_scans and m.available() and m.reference != "required"
-        and m.supports_scale(scale) and not m.advise(scale, n_scans)
+        and m.supports_scale(scale) and (adapt and m.rank_adapt > 0 or not adapt and not m.advise(scale, n_scans))
     ]
     if not candidates:
-        raise InputError(f"no method takes {n_scans} scans")
+        raise InputError(f"no method {'that adapts ' if adapt else ''}takes {n_scans} scans"
+                         + (" at this scale" if adapt else ""))
     gpu = device.startswith("cuda") or device == "mps"
 
     def preference(m: MethodSpec) -> tuple[int, bool]:
-        return (m.rank_gpu if gpu else m.rank_cpu, with_reference and m.reference != "none")
+        rank = m.rank_adapt if adapt else (m.rank_gpu if gpu else m.rank_cpu)
+        return (rank, with_reference and m.reference != "none")
 
     return max(candidates, key=preference)
 

@@ -57,5 +57,5 @@ def run_arssr(request: MethodRequest) -> Volume:
 register(learned_spec(
     "arssr", "ArSSR: RDN encoder + implicit MLP decoder, one model for any output spacing, fractional or "
     "anisotropic, from 1-3 scans (Wu et al. 2022); --ensemble averages the 8 flips.",
-    run_arssr, scales=(1.0, 8.0), rank_cpu=2, rank_gpu=3, bytes_per_voxel=48,
+    run_arssr, scales=(1.0, 8.0), rank_cpu=2, rank_gpu=3, rank_adapt=1, bytes_per_voxel=48,
 ))

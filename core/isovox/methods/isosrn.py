@@ -9,5 +9,6 @@ from ..registry import register
 # 256^3 volume within the 60 s CPU target, so it is the default on CPU and GPU; ReCNN and ArSSR gain less.
 register(learned_spec(
     "isosrn", "isoSRN: 3-D CNN on the fused volume of 1-3 orthogonal scans (Tian et al. 2024); --ensemble = isoSRN+.",
-    lambda request: run_hr_network(request, "isosrn"), scales=(1.5, 8.0), rank_cpu=4, rank_gpu=5, bytes_per_voxel=40,
+    lambda request: run_hr_network(request, "isosrn"), scales=(1.5, 8.0), rank_cpu=4, rank_gpu=5, rank_adapt=2,
+    bytes_per_voxel=40,
 ))

@@ -53,9 +53,11 @@ def run_mrl(request: MethodRequest) -> Volume:
     return method_result(result.volume.data, request.grid, "mrl", result, adapted, registrations=registrations)
 
 
-# MRL lost to CubeAvg at x3-x4 on held-out slabs (benchmarks/learned.py), so it stays opt-in (negative rank).
+# MRL lost to CubeAvg at x3-x4 on held-out slabs (benchmarks/learned.py), so it stays opt-in (negative rank);
+# with --adapt it gained most (+1.81 dB over the B-spline on one x4 scan of both volumes, RESULTS.md), so
+# it is what --adapt without --method picks.
 register(learned_spec(
     "mrl", "Multi-resolution LR-space CNN: each scan super-resolved along its slice axis on its own grid, "
     "then fused (fast on CPU; helps for slices >= 5x the in-plane spacing).",
-    run_mrl, scales=(1.5, 8.0), rank_cpu=-1, rank_gpu=-1, bytes_per_voxel=32,
+    run_mrl, scales=(1.5, 8.0), rank_cpu=-1, rank_gpu=-1, rank_adapt=3, bytes_per_voxel=32,
 ))

@@ -10,5 +10,5 @@ register(learned_spec(
     "recnn", "ReCNN: residual CNN on the fused/B-spline volume, multiscale (Pham et al. 2019); "
     "--reference uses the model guided by a registered HR image of another contrast.",
     lambda request: run_hr_network(request, "recnn"), scales=(1.5, 8.0), reference="optional", rank_cpu=3,
-    rank_gpu=4, bytes_per_voxel=48,
+    rank_gpu=4, rank_adapt=1, bytes_per_voxel=48,
 ))
