@@ -28,9 +28,9 @@ import time
 import numpy as np
 
 from isovox import api, datasets, io
-from isovox.metrics import aligned_to, evaluate, foreground_mask
+from isovox.metrics import aligned_to, contrast_kept, evaluate
 from isovox.grid import Grid
-from isovox.simulate import Acquisition, insert_spheres, simulate_scans
+from isovox.simulate import Acquisition, random_lesions, simulate_scans
 from isovox.volume import Volume
 
 SETTINGS = {
@@ -91,23 +91,8 @@ def lesions(learned: list[str]) -> None:
     """Contrast kept: (lesion mean - shell mean) in the result over the same in the truth."""
     print("\n### Lesion contrast kept (Colin27, x4, 3 scans, 24 spheres r = 2-4 voxels, +-35 %)\n")
     hr = volume("colin27")
-    rng = np.random.default_rng(3)
-    mask = foreground_mask(hr.data)
-    inner = np.argwhere(mask[8:-8, 8:-8, 8:-8]) + 8
-    centres = inner[rng.choice(len(inner), 24, replace=False)].astype(float)
-    radii = rng.uniform(2, 4, 24)
-    contrasts = rng.choice([-0.35, 0.35], 24)
-    truth = insert_spheres(hr, centres, radii, contrasts)
+    truth, centres, radii = random_lesions(hr, margin=8)
     scans = simulate_scans(truth, SETTINGS["x4"][1])
-    grid = np.indices(hr.shape, dtype=np.float32)
-    spheres = []
-    for c, r in zip(centres, radii):
-        d = np.sqrt(sum((grid[a] - c[a]) ** 2 for a in range(3)))
-        spheres.append((d <= r, (d > r + 1) & (d <= r + 3)))
-
-    def kept(values: np.ndarray) -> float:
-        return float(np.median([(values[core].mean() - values[shell].mean())
-                                / (truth.data[core].mean() - truth.data[shell].mean()) for core, shell in spheres]))
 
     print("| method | median contrast kept |\n|---|---|")
     labels = [("cubeavg", "cubeavg", {}), ("srr", "srr", {})]
@@ -116,7 +101,7 @@ def lesions(learned: list[str]) -> None:
     for label, method, options in labels:
         out = run(scans, method, **options)[0]
         values, _ = aligned_to(out, Grid.of(truth))
-        print(f"| {label} | {kept(values):.3f} |", flush=True)
+        print(f"| {label} | {contrast_kept(values, truth.data, centres, radii):.3f} |", flush=True)
 
 
 SPEED_CODE = """

@@ -63,7 +63,7 @@ def test_no_import_cycle_in_the_engine():
     graph: dict[str, set[str]] = {}
     for name, (path, is_package) in modules.items():
         deps = set()
-        for target, names in _imports(name, is_package, ast.parse(path.read_text())):
+        for target, names in _imports(name, is_package, ast.parse(path.read_text(encoding="utf-8"))):
             deps.update(m for m in [target] + [f"{target}.{n}" for n in names] if m in modules and m != name)
         graph[name] = deps
     cycles = []
@@ -92,7 +92,7 @@ def test_no_module_imports_a_private_name_of_another(root):
     modules = _modules(root, package)
     offenders = []
     for name, (path, is_package) in modules.items():
-        for target, names in _imports(name, is_package, ast.parse(path.read_text())):
+        for target, names in _imports(name, is_package, ast.parse(path.read_text(encoding="utf-8"))):
             private = [n for n in names if n.startswith("_") and not n.startswith("__")
                        and f"{target}.{n}" not in modules]
             if private:
@@ -104,12 +104,12 @@ def test_no_module_imports_a_private_name_of_another(root):
 def test_front_ends_use_the_engine_api_not_its_command_line(root):
     """Front ends may run ``isovox`` as a process, but import nothing from ``isovox.cli``."""
     for path in root.rglob("*.py"):
-        for target, names in _imports("x.y", False, ast.parse(path.read_text())):
+        for target, names in _imports("x.y", False, ast.parse(path.read_text(encoding="utf-8"))):
             assert not (target == "isovox.cli" or target.startswith("isovox.cli.")), path.relative_to(ROOT)
             assert not (target == "isovox" and "cli" in names), path.relative_to(ROOT)
 
 
 def test_the_engine_imports_no_front_end_and_no_trainer():
     for path in ENGINE.rglob("*.py"):
-        imported = {target.split(".")[0] for target, _ in _imports("isovox.x", False, ast.parse(path.read_text()))}
+        imported = {target.split(".")[0] for target, _ in _imports("isovox.x", False, ast.parse(path.read_text(encoding="utf-8")))}
         assert not imported & {"napari_isovox", "IsoVoxLib", "isovox_train", "napari", "slicer"}, path

@@ -51,3 +51,15 @@ def test_evaluate_handles_a_partial_and_a_resampled_result(rng, make_oblique_aff
     shifted = Volume(ref.data, ref.affine @ np.array([[1, 0, 0, 0.5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]))
     moved = evaluate(shifted, ref)
     assert moved["resampled"] and np.isfinite(moved["psnr"]) and moved["psnr"] < 60
+
+
+def test_contrast_kept_is_one_for_the_truth_and_zero_without_the_lesions():
+    from isovox.metrics import contrast_kept
+    from isovox.simulate import random_lesions
+    from isovox.volume import Volume
+
+    head = Volume(np.full((40, 40, 40), 100.0, np.float32), np.eye(4), {})  # flat: shells see no edge
+    truth, centres, radii = random_lesions(head, count=5, margin=10, seed=1)
+    assert len(centres) == len(radii) == 5
+    assert contrast_kept(truth.data, truth.data, centres, radii) == pytest.approx(1.0)
+    assert contrast_kept(head.data, truth.data, centres, radii) == pytest.approx(0.0, abs=1e-6)

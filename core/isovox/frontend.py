@@ -20,7 +20,7 @@ from .registry import MethodSpec
 from .volume import Volume
 
 __all__ = [
-    "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "dicom_sources", "diverging_limit", "display_limits",
+    "DEVICES", "ExitCode", "PROGRESS_PREFIX", "all_methods", "dicom_sources", "display_name", "diverging_limit", "display_limits",
     "error_for_exit", "exit_code", "get_method", "method_help", "method_named", "methods_for", "parse_progress",
     "preflight_text", "preview_plan", "progress_line", "read_all", "record_inputs", "reconstruction_summary",
     "reference_for_method", "run_arguments",
@@ -218,17 +218,13 @@ def read_all(path: str | Path) -> list[tuple[Volume, str]]:
     import warnings
 
     from . import dicom
-    from .io import read_volume, suffix_of
+    from .io import read_volume
 
     path = Path(path)
     resolved = str(path.resolve())
-    if not path.is_dir():
-        suffix = suffix_of(path)
-        name = path.name[: -len(suffix)] if suffix else path.name
-        return [(read_volume(path).with_meta(path=resolved), name)]
-    found = dicom.find_series(path) if path.exists() else []
+    found = dicom.find_series(path) if path.is_dir() else []
     if len(found) <= 1:
-        return [(read_volume(path).with_meta(path=resolved), path.name)]
+        return [(read_volume(path).with_meta(path=resolved), display_name(path))]
     out, problems = [], []
     for series in found:
         label = f"{path.name} #{series.number if series.number is not None else '?'}"
@@ -242,6 +238,15 @@ def read_all(path: str | Path) -> list[tuple[Volume, str]]:
     for problem in problems:
         warnings.warn(f"skipped {problem}", stacklevel=2)
     return out
+
+
+def display_name(path: str | Path) -> str:
+    """A layer or node name for a file (its name without the image suffix) or a folder (its name)."""
+    from .io import suffix_of
+
+    path = Path(path)
+    suffix = suffix_of(path)
+    return path.name[: -len(suffix)] if suffix and not path.is_dir() else path.name
 
 
 def dicom_sources(provenance: Optional[dict[str, Any]]) -> list[str]:

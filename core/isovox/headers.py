@@ -95,6 +95,17 @@ def check_data_size(needed: int, available: int, compressed: bool, name: str, wh
                          "the file is truncated")
 
 
+def check_voxel_bytes(path: Path, data_file: Optional[str], offset: int, needed: int, compressed: bool) -> None:
+    """The voxels a header promises fit in its file after ``offset`` or in its detached ``data_file``."""
+    if data_file is None:
+        check_data_size(needed, os.path.getsize(path) - offset, compressed, str(path), "the file")
+        return
+    target = path.parent / data_file
+    if not target.is_file():
+        raise InputError(f"{path}: its data file {data_file} is missing")
+    check_data_size(needed, target.stat().st_size, compressed, str(path), f"its data file {data_file}")
+
+
 def _shape(values: Sequence[float], fmt: str = "d") -> str:
     return "x".join(format(int(v) if fmt == "d" and float(v).is_integer() else v, fmt if fmt != "d" or
                            float(v).is_integer() else "g") for v in values)
@@ -152,15 +163,9 @@ def check_metaimage(path: Path) -> None:
     needed = count * MET_BYTES[element] * int(channels)
     compressed = fields.get("CompressedData", "False").lower() in ("true", "1")
     data_file = fields["ElementDataFile"]
-    if data_file == "LOCAL":
-        check_data_size(needed, os.path.getsize(path) - offset, compressed, name, "the file")
-    elif data_file.upper().startswith("LIST") or "%" in data_file:
+    if data_file.upper().startswith("LIST") or "%" in data_file:
         raise InputError(f"{name}: MetaImage with a list of data files is not supported; convert it to .mha")
-    else:
-        target = path.parent / data_file
-        if not target.is_file():
-            raise InputError(f"{name}: its data file {data_file} is missing")
-        check_data_size(needed, target.stat().st_size, compressed, name, f"its data file {data_file}")
+    check_voxel_bytes(path, None if data_file == "LOCAL" else data_file, offset, needed, compressed)
 
 
 # --------------------------------------------------------------------------- NRRD
@@ -221,15 +226,9 @@ def check_nrrd(path: Path) -> None:
         raise InputError(f"{name}: NRRD encoding {encoding} is not supported")
     needed = count * NRRD_BYTES[kind] if encoding not in ("ascii", "text", "txt") else count
     data_file = fields.get("data file") or fields.get("datafile")
-    if data_file:
-        if data_file.upper().startswith("LIST") or len(data_file.split()) > 1:
-            raise InputError(f"{name}: NRRD with a list of data files is not supported; convert it to .nrrd")
-        target = path.parent / data_file
-        if not target.is_file():
-            raise InputError(f"{name}: its data file {data_file} is missing")
-        check_data_size(needed, target.stat().st_size, compressed, name, f"its data file {data_file}")
-    else:
-        check_data_size(needed, os.path.getsize(path) - offset, compressed, name, "the file")
+    if data_file and (data_file.upper().startswith("LIST") or len(data_file.split()) > 1):
+        raise InputError(f"{name}: NRRD with a list of data files is not supported; convert it to .nrrd")
+    check_voxel_bytes(path, data_file or None, offset, needed, compressed)
 
 
 def detached_data_files(path: Path) -> list[Path]:

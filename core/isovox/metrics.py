@@ -14,7 +14,7 @@ PSNR uses a peak of 1. No clipping is applied.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -139,3 +139,15 @@ def evaluate(result: Volume, reference: Volume) -> dict:
         "head_voxels": int(np.count_nonzero(head)),
         "resampled": resampled,
     }
+
+
+def contrast_kept(values: np.ndarray, truth: np.ndarray, centres: np.ndarray, radii: Sequence[float]) -> float:
+    """Median over lesions of (lesion mean - shell mean) in ``values`` over the same in ``truth`` (both on
+    one grid; the shell is 1-3 voxels outside the lesion): 1 keeps the contrast, 0 blurs it away."""
+    grid = np.indices(truth.shape, dtype=np.float32)
+    ratios = []
+    for centre, radius in zip(centres, radii):
+        distance = np.sqrt(sum((grid[a] - centre[a]) ** 2 for a in range(3)))
+        core, shell = distance <= radius, (distance > radius + 1) & (distance <= radius + 3)
+        ratios.append((values[core].mean() - values[shell].mean()) / (truth[core].mean() - truth[shell].mean()))
+    return float(np.median(ratios))

@@ -213,3 +213,18 @@ def insert_spheres(hr: Volume, centres: np.ndarray, radii: Sequence[float], cont
         dist2 = sum((grid[a] - centre[a]) ** 2 for a in range(3))
         data[dist2 <= radius**2] *= 1.0 + float(contrast)
     return hr.with_data(data)
+
+
+def random_lesions(hr: Volume, count: int = 24, margin: int = 8, seed: int = 3,
+                   contrast: float = 0.35) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """``hr`` with ``count`` spheres (radius 2-4 voxels, contrast +-``contrast``) placed in the head at least
+    ``margin`` voxels from the border; (the volume, their centres, their radii). For lesion benchmarks."""
+    from .metrics import foreground_mask
+
+    rng = np.random.default_rng(seed)
+    mask = foreground_mask(hr.data)
+    inner = np.argwhere(mask[margin:-margin, margin:-margin, margin:-margin]) + margin
+    centres = inner[rng.choice(len(inner), count, replace=False)].astype(float)
+    radii = rng.uniform(2, 4, count)
+    contrasts = rng.choice([-contrast, contrast], count)
+    return insert_spheres(hr, centres, radii, contrasts), centres, radii

@@ -60,10 +60,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     return layers or [(None,)]  # napari's "read, nothing to add" (the errors were shown)
 
 
-def layer_name(path: str | os.PathLike) -> str:
-    name = Path(path).name
-    suffix = suffix_of(name)
-    return name[: -len(suffix)] if suffix and not Path(path).is_dir() else name
+layer_name = frontend.display_name  # the name of a file's layer (``isovox view`` uses it too)
 
 
 def write_image(path: str, data: Any, attributes: dict) -> list[str]:
