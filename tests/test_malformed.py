@@ -132,6 +132,11 @@ def test_outputs_never_replace_an_inputs_companions(tmp_path, scan, capsys):
         err = capsys.readouterr().err
         assert code == 2 and "detached data file" in err and len(err.strip().splitlines()) == 1, err
     assert _bytes_of(tmp_path) == before
+    # a DICOM output folder named like the input would put its provenance on the input's sidecar
+    assert main(["run", str(scan), "-o", str(tmp_path / "scan"), "--format", "dicom", "--method", "bspline",
+                 "-q"]) == 2
+    assert "companion of an input" in capsys.readouterr().err and _bytes_of(tmp_path) == before
+    assert not (tmp_path / "scan").exists()
 
 
 def test_dicom_tags_with_impossible_values_are_not_trusted(tmp_path):

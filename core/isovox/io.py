@@ -453,8 +453,9 @@ def check_output_folder(path: str | os.PathLike, protect: Iterable[str | os.Path
         if resolved == item or item in resolved.parents:
             raise InputError(f"{path}: inside an input; choose another output folder")
     side = sidecar_path(path)
-    if side.resolve() in [Path(p).resolve() for p in protect] or side.exists() and side.is_dir():
-        raise InputError(f"{side}: refusing to overwrite it with the run's provenance")
+    if side.resolve() in protected_paths(protect) or side.exists() and side.is_dir():
+        raise InputError(f"{side}: refusing to overwrite an input or a companion of an input with the run's "
+                         "provenance; choose another output folder")
     return path
 
 
