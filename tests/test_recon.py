@@ -181,3 +181,21 @@ def test_unknown_options_are_refused(hr):
     scans = simulate_scans(hr, orthogonal_protocol(4.0, (2,)))
     with pytest.raises(InputError, match="unknown run option"):
         api.plan(scans, "srr", smoothnes=0.1)
+
+
+@pytest.mark.parametrize("method", ["srr", "isosrn"])
+def test_the_result_does_not_depend_on_the_thread_count(hr, method):
+    """A batch worker with one thread and ``isovox run`` on a many-core machine give the same bits: the
+    solver's sums do not change with how torch splits them among threads."""
+    import torch
+
+    scans = simulate_scans(hr, orthogonal_protocol(4.0, noise=0.01, seed=5))
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(api.super_resolve(scans, method, spacing=1.0).volume.data)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .reductions import total
+
 EPSILON = 0.01  # Charbonnier smoothing, in units of scan 1's robust maximum
 TGV_RATIO = 0.75  # a0 / a1
 
@@ -84,7 +86,7 @@ class TV:
         diffs = [forward_difference(x, a, float(steps[a])) for a in range(3)]
         magnitude = diffs[0] * diffs[0]
         magnitude.addcmul_(diffs[1], diffs[1]).addcmul_(diffs[2], diffs[2]).add_(self.epsilon**2).sqrt_()
-        value = magnitude.sum(dtype=torch.float64) - self.epsilon * magnitude.numel()
+        value = total(magnitude) - self.epsilon * magnitude.numel()
         grad.zero_()
         for axis, d in enumerate(diffs):
             add_forward_transpose(d.div_(magnitude), axis, float(steps[axis]), grad)
@@ -118,7 +120,7 @@ class TGV:
         g = [forward_difference(x, a, float(steps[a])).sub_(w[a]) for a in range(3)]
         m = g[0] * g[0]
         m.addcmul_(g[1], g[1]).addcmul_(g[2], g[2]).add_(eps * eps).sqrt_()
-        first = m.sum(dtype=torch.float64) - eps * m.numel()
+        first = total(m) - eps * m.numel()
         for a in range(3):
             p = g[a].div_(m)
             add_forward_transpose(p, a, float(steps[a]), gx)
@@ -135,7 +137,7 @@ class TGV:
         for (i, j), e in parts.items():
             m.addcmul_(e, e, value=1.0 if i == j else 2.0)
         m.add_(eps * eps).sqrt_()
-        second = m.sum(dtype=torch.float64) - eps * m.numel()
+        second = total(m) - eps * m.numel()
         ratio = self.ratio
         for (i, j), e in parts.items():
             p = e.div_(m).mul_(ratio)

@@ -21,6 +21,7 @@ from .errors import IsovoxError
 from .forward import ScanGeometry, scan_operator
 from .grid import Grid
 from .progress import Task, ensure_task
+from .reductions import dot, total
 from .volume import Volume
 
 COVERED = 0.5  # scan voxels with less of their kernel inside the grid are left out
@@ -94,7 +95,7 @@ def data_term(x, terms: Sequence[ScanTerm], grad=None) -> Any:
     for term in terms:
         residual = term.operator.forward(x) - term.data
         weighted = residual * term.mask
-        value = value + 0.5 * term.volume_ratio * (residual * weighted).sum(dtype=torch.float64)
+        value = value + 0.5 * term.volume_ratio * total(residual * weighted)
         if grad is not None:
             grad.add_(term.operator.adjoint(weighted), alpha=term.volume_ratio)
     return value
@@ -116,7 +117,7 @@ def objective(params: Sequence, terms: Sequence[ScanTerm], prior, smoothness: fl
     value = value + data_term(x, terms, grads[0])
     if anchor is not None:  # tie: mu, or mu per voxel (0 where there is no network output)
         weighted = (x - anchor) * tie
-        value = value + 0.5 * (weighted * (x - anchor)).sum(dtype=torch.float64)
+        value = value + 0.5 * total(weighted * (x - anchor))
         grads[0] += weighted
     return value, grads
 
@@ -141,12 +142,12 @@ class LBFGS:
         order = [(self.count - 1 - k) % self.history for k in range(min(self.count, self.history))]
         alpha = {}
         for i in order:
-            alpha[i] = self.rho[i] * float(self.s[i] @ q)
+            alpha[i] = self.rho[i] * dot(self.s[i], q)
             q.add_(self.y[i], alpha=-alpha[i])
         newest = order[0]
-        q.mul_(float(self.s[newest] @ self.y[newest]) / max(float(self.y[newest] @ self.y[newest]), 1e-30))
+        q.mul_(dot(self.s[newest], self.y[newest]) / max(dot(self.y[newest], self.y[newest]), 1e-30))
         for i in reversed(order):
-            beta = self.rho[i] * float(self.y[i] @ q)
+            beta = self.rho[i] * dot(self.y[i], q)
             q.add_(self.s[i], alpha=alpha[i] - beta)
         return q
 
@@ -155,8 +156,8 @@ class LBFGS:
         slot = self.count % self.history
         s = torch.sub(new_x, old_x, out=self.s[slot])
         y = torch.sub(new_grad, old_grad, out=self.y[slot])
-        curvature = float(s @ y)
-        if curvature <= 1e-10 * float(y @ y):
+        curvature = dot(s, y)
+        if curvature <= 1e-10 * dot(y, y):
             return  # not a descent pair: the slot is overwritten next time
         self.rho[slot] = 1.0 / curvature
         self.count += 1
@@ -226,11 +227,11 @@ def _line_search(problem: FlatProblem, memory: LBFGS, x, value: float, grad, dir
     in ``trial`` / ``trial_grad`` and its value returned (None: no decrease found)."""
     torch = _torch()
     memory.direction(grad, direction)
-    slope = float(direction @ grad)
+    slope = dot(direction, grad)
     if slope >= 0:  # numerical trouble: restart from the gradient
         memory.count = 0
         memory.direction(grad, direction)
-        slope = float(direction @ grad)
+        slope = dot(direction, grad)
     step = 1.0
     for _ in range(20):
         torch.add(x, direction, alpha=step, out=trial)
