@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml napari_plugin/pyproject.toml | system
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	# The local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,slicer-tests]"
+	$(BIN)/python -m pip install -q -e ".[dev,slicer-tests,batch]"
 	# The napari plugin (napari + PyQt6, pyqtgraph, npe2) and its GUI test deps; torch stays pinned.
 	$(BIN)/python -m pip install -q -e "napari_plugin[qt,test]" torch==2.13.0
 	touch $(STAMP)

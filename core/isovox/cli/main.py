@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands, demo
+    from . import batch, commands, demo
 
     parser = _Parser(prog="isovox", description="Isotropic high-resolution volumes from thick-slice MRI.")
     parser.add_argument("--version", action="version", version=f"isovox {__version__}")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_simulate(sub)
     commands.add_evaluate(sub)
     commands.add_info(sub)
+    batch.add_batch(sub)
     demo.add_demo(sub)
     added = add_plugin_commands(sub)
     if "view" not in added:
