@@ -61,21 +61,44 @@ def crop_at(volume: TrainingVolume, centre: np.ndarray, size: tuple[int, int, in
     return volume.data[lo[0]:lo[0] + size[0], lo[1]:lo[1] + size[1], lo[2]:lo[2] + size[2]]
 
 
-def augment(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Flips, a random axis order (90-degree rotations), intensity scale and gamma.
+def random_contrast(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A random tissue-intensity remap and a smooth bias field (the SynthSR idea).
+
+    The remap is piecewise linear through random values at fixed intensities, so it may reorder
+    tissues (T2-, PD- or FLAIR-like contrasts from a T1 volume); air stays dark. A network trained
+    on such remaps learns the acquisition, not one contrast's intensities. Returns the crop and the
+    remap's largest value over the head's intensity range (its robust maximum, for normalising).
+    """
+    knots = np.linspace(0.0, 1.2, 7)
+    values = rng.uniform(0.05, 1.0, knots.size)
+    values[0] = 0.0
+    out = np.interp(crop, knots, values).astype(np.float32)
+    axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in crop.shape]
+    log_bias = sum(rng.normal(0.0, 0.1) * a.reshape([-1 if i == j else 1 for j in range(3)])
+                   for i, a in enumerate(axes))
+    return out * np.exp(log_bias), float(values[knots <= 1.0].max())
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator, contrast: float = 0.0) -> tuple[np.ndarray, float]:
+    """Flips, a random axis order (90-degree rotations), intensity scale and gamma, and with
+    probability ``contrast`` a random contrast (:func:`random_contrast`) first.
 
     Returns the crop and the intensity divisor to normalise it with: the whole augmented
     volume's robust maximum (the scale; gamma keeps a maximum of 1 at 1) times a jitter, so the
     network sees what a whole volume looks like at inference, give or take a different
     robust maximum on unseen scans.
     """
+    peak = 1.0
+    if contrast and rng.random() < contrast:
+        crop, peak = random_contrast(crop, rng)
     crop = np.transpose(crop, rng.permutation(3))
     for axis in range(3):
         if rng.random() < 0.5:
             crop = np.flip(crop, axis)
     scale = rng.uniform(0.8, 1.2)
-    crop = np.clip(crop, 0, None) ** rng.uniform(0.7, 1.4) * scale
-    return np.ascontiguousarray(crop, dtype=np.float32), float(scale * np.exp(rng.uniform(-0.2, 0.2)))
+    gamma = rng.uniform(0.7, 1.4)
+    crop = np.clip(crop, 0, None) ** gamma * scale
+    return np.ascontiguousarray(crop, dtype=np.float32), float(peak ** gamma * scale * np.exp(rng.uniform(-0.2, 0.2)))
 
 
 REFERENCE_MAX = 1.2  # robust maximum of other_contrast() over a whole head
@@ -92,9 +115,11 @@ def other_contrast(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Sampler:
     """Draws crops inside the head from the training (or validation) region."""
 
-    def __init__(self, volumes: list[TrainingVolume], validation: bool, margin: int, rng: np.random.Generator):
+    def __init__(self, volumes: list[TrainingVolume], validation: bool, margin: int, rng: np.random.Generator,
+                 contrast: float = 0.0):
         self.volumes = volumes
         self.rng = rng
+        self.contrast = contrast  # probability of a random contrast per crop (see augment)
         self.centres = []
         for vol in volumes:
             region = np.zeros_like(vol.mask)
@@ -158,7 +183,7 @@ def hr_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRanges, gu
         crop = sampler.crop((patch, patch, patch))
         divisor = 1.0
         if augment_data:
-            crop, divisor = augment(crop, sampler.rng)
+            crop, divisor = augment(crop, sampler.rng, sampler.contrast)
         x, y, m = hr_pair(crop, draw_protocol(sampler.rng, ranges, clean_fraction), guided, sampler.rng, divisor)
         xs.append(x), ys.append(y), ms.append(m)
     return np.stack(xs), np.stack(ys), np.stack(ms)
@@ -174,7 +199,7 @@ def lr_batch(sampler: Sampler, size: int, slices: int, inplane: int, ranges: Pro
         step = k + gap
         length = int(np.ceil((slices - 1) * step + k)) + 1
         side = max(length, inplane)
-        cube, divisor = augment(sampler.crop((side, side, side)), sampler.rng)  # any axis may be the slice axis
+        cube, divisor = augment(sampler.crop((side, side, side)), sampler.rng, sampler.contrast)  # any axis may be the slice axis
         a, b = (side - length) // 2, (side - inplane) // 2
         crop = np.ascontiguousarray(cube[a:a + length, b:b + inplane, b:b + inplane])
         acq = Acquisition(axis=0, scale=k, gap=gap, profile=str(sampler.rng.choice(ranges.profiles)),
@@ -237,7 +262,7 @@ def implicit_batch(sampler: Sampler, size: int, patch: int, ranges: ProtocolRang
     factor = 1.0 if sampler.rng.random() < 0.5 else float(sampler.rng.uniform(*coarsening))
     items = []
     for _ in range(size):
-        crop, divisor = augment(sampler.crop((patch, patch, patch)), sampler.rng)
+        crop, divisor = augment(sampler.crop((patch, patch, patch)), sampler.rng, sampler.contrast)
         protocol = draw_protocol(sampler.rng, ranges, clean_fraction, spacing=factor)
         items.append(implicit_pair(crop, protocol, sampler.rng, divisor, factor, points))
     return items

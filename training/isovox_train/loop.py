@@ -48,7 +48,7 @@ class Trainer:
         torch.set_num_threads(int(config.get("threads") or os.cpu_count() or 1))
         self.rng = np.random.default_rng(config.get("seed", 0))
         self.volumes = load_volumes(config["volumes"], config.get("validation_fraction", 0.3))
-        self.train_sampler = Sampler(self.volumes, False, 8, self.rng)
+        self.train_sampler = Sampler(self.volumes, False, 8, self.rng, float(config.get("contrast_randomisation", 0.0)))
         self.ranges = ranges_from(config)
         self.clean_fraction = float(config.get("clean_fraction", 0.0))
         self.model = build(config["architecture"], **config["arguments"]).to(memory_format=CHANNELS_LAST)
@@ -276,6 +276,7 @@ class Trainer:
                 "validation_slab": f"first {config.get('validation_fraction', 0.3):.0%} of the left-right axis of each volume",
                 "steps": self.step, "batch": config["batch"], "patch": config["patch"],
                 "protocol": config.get("protocol", {}), "clean_fraction": config.get("clean_fraction", 0.0),
+                "contrast_randomisation": config.get("contrast_randomisation", 0.0),
                 "lr": config["lr"], "schedule": "cosine with warmup",
                 "loss": ("L1 over CubeAvg's L1 per item" if config.get("relative_loss") else "L1")
                         + (" + deep supervision" if config["kind"] == "lr" else ""),
@@ -327,7 +328,8 @@ def model_card_markdown(card: ModelCard) -> str:
         f"held out: {t['validation_slab']}",
         f"- Training: {t['steps']} steps, batch {t['batch']}, patch {t['patch']}, {t['loss']}, Adam lr {t['lr']} "
         f"({t['schedule']}), seed {t['seed']}, protocol {json.dumps(t['protocol'])}, "
-        f"noise-free fraction {t.get('clean_fraction', 0.0)}",
+        f"noise-free fraction {t.get('clean_fraction', 0.0)}, random-contrast fraction "
+        f"{t.get('contrast_randomisation', 0.0)}",
         f"- Wall time: {t['wall_time_s'] / 60:.1f} min on {t['hardware']}",
         "",
         f"## Validation: masked-PSNR gain over {card.validation_baseline} on the held-out slabs",

@@ -64,18 +64,12 @@ def placeholder(shape: tuple[int, ...], affine: np.ndarray) -> Volume:
     return Volume(np.broadcast_to(np.float32(0.0), shape), affine)
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def group_key(group: Group, options: BatchOptions) -> str:
     """Changes when an input, the reference, an option or the isovox version changes."""
-    parts = {"inputs": [file_digest(s.path) for s in group.scans],
-             "reference": file_digest(group.reference.path) if group.reference else None,
+    from ..io import file_sha256
+
+    parts = {"inputs": [file_sha256(s.path) for s in group.scans],
+             "reference": file_sha256(group.reference.path) if group.reference else None,
              "options": options.record(), "isovox": __version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
