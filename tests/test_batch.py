@@ -190,3 +190,11 @@ def test_more_than_three_scans_keeps_the_most_orthogonal(bids_dir):
     (group,) = group_images([images[0], extra, images[1], images[2], iso])
     assert len(group.scans) == 3 and "left out sub-01_acq-axial2_T2w.nii.gz" in group.notes[0]
     assert group.reference == iso, "the isotropic T1w guides the T2w group"
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_worker_starts(bids_dir, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["batch", str(bids_dir), str(blocker / "out"), "participant", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create the output folder" in err[0]

@@ -44,6 +44,7 @@ class MethodSpec:
     rank_cpu: int = 0  # higher = preferred as the default on CPU
     rank_gpu: int = 0  # higher = preferred as the default on GPU
     rank_adapt: int = 0  # higher = preferred for --adapt without --method (0: cannot adapt)
+    why_default: str = ""  # the measurement behind its rank, shown where it is a default (isovox methods)
     bytes_per_voxel: int = 24  # peak working memory per output voxel, for the memory check
     consistency: bool = False  # its output ends with a data-consistency solve (unless --no-consistency)
     available: Callable[[], bool] = lambda: True
@@ -81,6 +82,7 @@ class MethodSpec:
             "scales": list(self.scales),
             "needs_weights": self.needs_weights,
             "adapts": self.rank_adapt > 0,
+            "why_default": self.why_default,
             "available": bool(self.available()),
             "model_card": self.model_card(),
         }

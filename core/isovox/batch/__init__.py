@@ -107,7 +107,10 @@ def write_description(plan: BatchPlan) -> Path:
         "SourceDatasets": [{"URL": plan.bids_dir.as_uri()}],
         "DatasetLinks": {"raw": plan.bids_dir.as_uri()},
     }
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{plan.out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
     path = plan.out_dir / "dataset_description.json"
     staged = path.with_name(".dataset_description.json.tmp")
     staged.write_text(json.dumps(record, indent=2))

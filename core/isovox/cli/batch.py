@@ -34,7 +34,7 @@ def add_batch(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from ..batch import BatchOptions, plan_batch, run_batch
+    from ..batch import BatchOptions, plan_batch, run_batch, write_description
 
     if args.spacing is not None and not 0 < args.spacing < 100:
         raise InputError("--spacing must be a positive number of mm")
@@ -48,6 +48,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except ImportError:
         raise InputError("isovox batch needs Dask: pip install 'dask[distributed]' (make setup installs it)") from None
     cluster.quiet_dask()
+    write_description(plan)  # an unwritable output folder is refused before any worker starts
     workers = cluster.remote(args.scheduler) if args.scheduler else cluster.local(args.workers)
     try:
         report = Report(plan, workers, args.quiet)

@@ -212,11 +212,12 @@ def cmd_methods(args: argparse.Namespace) -> int:
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        flag = f"  [default for {','.join(map(str, r['default_for_scans']))} scan(s) on {device}]" if r["default_for_scans"] else ""
+        why = f": {r['why_default']}" if r["why_default"] else ""
+        flag = f"  [default for {','.join(map(str, r['default_for_scans']))} scan(s) on {device}{why}]" \
+            if r["default_for_scans"] else ""
         state = "" if r["available"] else "  (weights missing)"
         if r["default_with_adapt_for_scans"]:
-            flag += (f"  [--adapt default for {','.join(map(str, r['default_with_adapt_for_scans']))} scan(s): "
-                     "gained most from fine-tuning]")
+            flag += f"  [--adapt default for {','.join(map(str, r['default_with_adapt_for_scans']))} scan(s){why}]"
         print(f"{r['name']:<{width}}  {r['inputs']:<12}  {r['description']}{state}{flag}")
     return 0
 
