@@ -198,3 +198,22 @@ def test_an_unwritable_output_folder_is_refused_before_any_worker_starts(bids_di
     assert main(["batch", str(bids_dir), str(blocker / "out"), "participant", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot create the output folder" in err[0]
+
+
+def test_each_group_reports_its_stages_to_the_client(bids_dir, tmp_path):
+    from isovox.batch import cluster
+
+    plan = plan_batch(bids_dir, tmp_path / "out", BatchOptions("cubeavg"), participants=["02"])
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  resources={"memory": 8 * 1024**3}, dashboard_address=None) as local:
+        workers = cluster.remote(local.scheduler_address)
+        events, finished = [], []
+        try:
+            rows, summary_path = run_batch(plan, workers, on_done=finished.append, on_stage=events.append)
+        finally:
+            workers.close()
+    assert [row["status"] for row in rows] == ["done", "done"] and len(finished) == 2
+    # the first stages leave a worker a second before its result (read, run, write), the last may trail it
+    assert {e["group"] for e in events} <= {"sub-02/ses-1 T2w", "sub-02/ses-2 T2w"} and events
+    assert all(0.0 <= e["fraction"] <= 1.0 and e["worker"].startswith(("tcp://", "inproc://")) for e in events)
+    assert summary_path.read_text().count("\tdone\t") == 2
