@@ -150,6 +150,9 @@ def test_dry_run_plans_without_writing(bids_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "sub-02/ses-1 T2w  2 scans" in text and "sub-02/ses-2 T2w  1 scan" in text and "sub-01" not in text
     assert "srr" in text and " s  run" in text and not out.exists()
+    assert main(["batch", str(bids_dir), str(out), "participant", "--dry-run", "--session", "2", "--suffix", "T2w"]) == 0
+    text = capsys.readouterr().out
+    assert "sub-02/ses-2 T2w" in text and "ses-1" not in text and "sub-01" not in text and "1 to run" in text
 
 
 @pytest.mark.parametrize("argv, message", [
