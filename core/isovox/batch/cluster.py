@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -124,7 +125,7 @@ def run(workers: Workers, jobs: list[tuple[str, int, tuple]], function: Callable
             continue
         resources = {RESOURCE: memory} if workers.largest else None
         future = workers.client.submit(function, *args, threads=workers.threads, resources=resources,
-                                       key=f"isovox-{label}", pure=False)
+                                       key=f"isovox-{label}-{uuid.uuid4().hex[:12]}", pure=False)
         futures[future] = label
     try:
         for future in as_completed(list(futures)):
