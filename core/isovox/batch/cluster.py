@@ -101,7 +101,9 @@ def remote(address: str) -> Workers:
         client.close()
         raise ResourceError(f"the Dask scheduler at {address} has no workers")
     memory = [int((w.get("resources") or {}).get(RESOURCE, 0)) for w in info.values()]
-    threads = min(int(w.get("nthreads", 1)) for w in info.values())
+    # runs in one worker's thread slots share torch's (process-wide) threads, so each run takes one; start
+    # one single-threaded worker per core, as the local cluster does (README: the SLURM recipe)
+    threads = 1
     dashboard = client.dashboard_link if "dashboard" in str(client.scheduler_info().get("services", {})) else ""
     return Workers(client, None, len(info), threads, memory if all(memory) else [], dashboard)
 
