@@ -100,6 +100,10 @@ def test_methods_json_lists_the_registry(capsys):
     assert code == 0 and {"bspline", "cubeavg"} <= set(names)
     code, out, _ = run_cli(["methods"], capsys)
     assert "cubeavg" in out and "default" in out
+    # every default says which measurement put it there
+    rows = json.loads(run_cli(["methods", "--json"], capsys)[1])
+    defaults = [m for m in rows if m["default_for_scans"] or m["default_with_adapt_for_scans"]]
+    assert defaults and all("dB" in m["why_default"] for m in defaults)
 
 
 def test_simulate_info_evaluate(tmp_path, capsys, make_oblique_affine):
