@@ -59,20 +59,15 @@ def train_fold(held: str, nets: list[str], steps: int, contrast: float, runs: Pa
 
 SCORE_CODE = r"""
 import json, sys, time
-import numpy as np
 from isovox import api, datasets, io
 from isovox.errors import IsovoxError
 from isovox.grid import Grid
 from isovox.metrics import aligned_to, contrast_kept, evaluate
 from isovox.simulate import Acquisition, random_lesions, simulate_scans
-from isovox.volume import Volume
+from learned import t2_like  # benchmarks/learned.py: the guided models' synthetic second contrast
 
 held, nets, adapt_seconds, method_adapt_seconds = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3]), float(sys.argv[4])
 hr = io.read_volume(datasets.fetch(held))
-
-def t2_like(vol):
-    data = vol.data / np.percentile(vol.data[vol.data > 0], 99.5)
-    return Volume(((data > 0.08) * (0.2 + np.clip(1.0 - data, 0, 1))).astype(np.float32), vol.affine)
 
 x4 = [Acquisition(axis=a, scale=4.0, seed=40 + a) for a in (2, 1, 0)]
 settings = [("x4 3 scans", hr, x4),
@@ -128,6 +123,7 @@ def score_fold(held: str, models: Path, nets: list[str], adapt_seconds: float, m
                threads: int) -> list[dict]:
     """Scores on ``held`` in a fresh process that sees only this fold's models."""
     env = dict(os.environ, ISOVOX_MODELS=str(models), OMP_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "benchmarks"), env.get("PYTHONPATH")]))
     out = subprocess.run([sys.executable, "-c", SCORE_CODE, held, ",".join(nets), str(adapt_seconds),
                           str(method_adapt_seconds)],
                          env=env, capture_output=True, text=True)

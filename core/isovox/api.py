@@ -100,10 +100,9 @@ def plan(
     advice = spec.advise(scale, len(scans))
     if advice:
         warnings.append(f"{spec.name}: {advice}")
-    if spec.name == "srr" or (spec.consistency and options.consistency):
+    if uses_physics(spec, options.consistency):
         warnings += undetermined_axes(scans, grid)
-    needed = memory_needed(spec, scans, grid, device, physics=spec.name == "srr" or (spec.consistency and
-                                                                                   options.consistency))
+    needed = memory_needed(spec, scans, grid, device, physics=uses_physics(spec, options.consistency))
     check_memory(needed, f"an output of {'x'.join(str(n) for n in grid.shape)} voxels", max_memory_bytes)
     return Plan(scans, spec, grid, device, reference, options, warnings, needed)
 
@@ -237,6 +236,11 @@ def undetermined_axes(scans: Sequence[Volume], grid: Grid) -> list[str]:
                        f"voxel along it ({min(acquired):.3g} mm): the scans do not determine that detail, the prior "
                        "fills it in")
     return out
+
+
+def uses_physics(spec: MethodSpec, consistency: bool = True) -> bool:
+    """Whether the run solves through the forward model: srr, or a learned method with data consistency."""
+    return spec.name == "srr" or (spec.consistency and consistency)
 
 
 def memory_needed(spec: MethodSpec, scans: Sequence[Volume], grid: Grid, device: str, physics: bool = False) -> int:

@@ -69,7 +69,7 @@ def plan_batch(bids_dir: str | os.PathLike, out_dir: str | os.PathLike, options:
     if out_dir == bids_dir:
         raise InputError("the output folder must not be the BIDS dataset itself (use BIDS_DIR/derivatives/isovox)")
     check_out_dir(out_dir)
-    images = find_images(bids_dir, participants, sessions, suffixes)
+    images = find_images(bids_dir, participants, sessions)
     groups: list[Group] = group_images(images, suffixes)
     if not groups:
         raise InputError(f"{bids_dir}: no thick-slice anatomical scans"

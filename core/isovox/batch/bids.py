@@ -103,8 +103,7 @@ def read_header(path: Path, subject: str, session: Optional[str], suffix: str) -
     return Image(path, subject, session, suffix, shape[:3], affine)
 
 
-def find_images(bids_dir: Path, participants: Sequence[str] = (), sessions: Sequence[str] = (),
-                suffixes: Sequence[str] = ()) -> list[Image]:
+def find_images(bids_dir: Path, participants: Sequence[str] = (), sessions: Sequence[str] = ()) -> list[Image]:
     """Every ``sub-*/[ses-*/]anat/*.nii[.gz]`` image, filtered by labels (given with or without ``sub-``)."""
     if not bids_dir.is_dir():
         raise InputError(f"{bids_dir}: no such BIDS folder")
@@ -126,8 +125,6 @@ def find_images(bids_dir: Path, participants: Sequence[str] = (), sessions: Sequ
     missing = sorted(wanted_subjects - found)
     if missing:
         raise InputError(f"no anatomical images for participant(s) {', '.join(missing)} in {bids_dir}")
-    if suffixes:
-        images = [i for i in images if i.suffix in suffixes or not i.thick]  # isotropic ones may still guide
     return images
 
 

@@ -39,6 +39,7 @@ class GroupPlan:
     memory_bytes: int = 0
     seconds: float = 0.0
     key: str = ""
+    reference: Optional[Path] = None  # the group's isotropic image, when the method takes a reference
     problem: str = ""  # why this group cannot run (it is reported as failed, the others go on)
     done: bool = False  # an earlier batch wrote this result with the same key
 
@@ -88,7 +89,7 @@ def finished_key(output: Path) -> Optional[str]:
 
 
 def plan_group(group: Group, bids_dir: Path, out_dir: Path, options: BatchOptions) -> GroupPlan:
-    from ..api import choose_method, memory_needed
+    from ..api import choose_method, memory_needed, uses_physics
     from ..grid import target_grid
     from ..methods import get_method
 
@@ -100,14 +101,13 @@ def plan_group(group: Group, bids_dir: Path, out_dir: Path, options: BatchOption
     try:
         scans = [placeholder(s.shape, s.affine) for s in group.scans]
         grid = target_grid(scans, options.spacing)
-        reference = options.method and get_method(options.method).reference != "none" and group.reference
-        spec = choose_method(options.method, scans, None, grid, options.device, bool(reference))
-        consistency = bool(spec.consistency)
+        guided = bool(options.method and get_method(options.method).reference != "none" and group.reference)
+        spec = choose_method(options.method, scans, None, grid, options.device, guided)
         plan.method, plan.grid_shape = spec.name, tuple(grid.shape)
-        plan.memory_bytes = memory_needed(spec, scans, grid, options.device,
-                                          physics=spec.name == "srr" or consistency)
+        plan.reference = group.reference.path if guided and group.reference else None
+        plan.memory_bytes = memory_needed(spec, scans, grid, options.device, physics=uses_physics(spec))
         rate = SECONDS_PER_MVOXEL.get(spec.name, UNKNOWN_SECONDS_PER_MVOXEL)
-        rate += CONSISTENCY_SECONDS_PER_MVOXEL if consistency and spec.name != "srr" else 0.0
+        rate += CONSISTENCY_SECONDS_PER_MVOXEL if spec.consistency else 0.0
         plan.seconds = grid.n_voxels / 1e6 * rate
     except IsovoxError as exc:
         plan.problem = str(exc)

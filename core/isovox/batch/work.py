@@ -16,23 +16,19 @@ from .plan import BatchOptions, GroupPlan
 PROGRESS_TOPIC = "isovox-progress"
 
 
-def worker_address() -> str:
-    """The Dask worker running this task ("" outside Dask)."""
+def current_worker() -> Any:
+    """The Dask worker running this task (None outside Dask)."""
     try:
         from distributed import get_worker
 
-        return str(get_worker().address)
+        return get_worker()
     except (ImportError, ValueError):
-        return ""
+        return None
 
 
-def stage_reporter(label: str) -> Callable[[float, str], None]:
+def stage_reporter(worker: Any, label: str) -> Callable[[float, str], None]:
     """Sends the group's stage to the client (Dask worker events); silent outside a worker."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
+    if worker is None:
         return lambda fraction, message: None
     last = [-1.0]
 
@@ -57,23 +53,24 @@ def run_group(plan: GroupPlan, options: BatchOptions, threads: Optional[int] = N
 
         torch.set_num_threads(threads)
     group = plan.group
-    row = {"status": "failed", "reason": "", "seconds": 0.0, "worker": worker_address(), "host": socket.gethostname()}
+    worker = current_worker()
+    row = {"status": "failed", "reason": "", "seconds": 0.0, "worker": str(worker.address) if worker else "",
+           "host": socket.gethostname()}
     start = time.perf_counter()
     try:
         if plan.problem:
             raise InputError(plan.problem)
         paths = [str(p) for p in plan.inputs]
         scans = [read_volume(p) for p in paths]
-        spec_reference = plan.method and _takes_reference(plan.method)
-        reference = read_volume(group.reference.path) if spec_reference and group.reference else None
+        reference = read_volume(plan.reference) if plan.reference else None
         run_plan = api.plan(scans, options.method, spacing=options.spacing, reference=reference,
                             device=options.device)
-        result = api.execute(run_plan, Task(stage_reporter(group.label)))
+        result = api.execute(run_plan, Task(stage_reporter(worker, group.label)))
         provenance = record_inputs(result.provenance, paths, [scan.meta for scan in scans])
         row["seconds"] = round(time.perf_counter() - start, 2)
         provenance["batch"] = {"key": plan.key, "group": group.label, "worker": row["worker"], "host": row["host"],
                                "notes": group.notes, "seconds": row["seconds"],
-                               "reference": str(group.reference.path) if reference is not None else None}
+                               "reference": str(plan.reference) if plan.reference else None}
         write_volume(result.volume, plan.output, protect=paths, sidecar=derivative_sidecar(plan, provenance))
         row.update(status="done", method=result.plan.method.name, warnings="; ".join(run_plan.warnings))
     except Exception as exc:  # noqa: BLE001 - a group's failure is its row, never the batch's end
@@ -92,8 +89,3 @@ def derivative_sidecar(plan: GroupPlan, provenance: dict[str, Any]) -> dict[str,
                            f"{'s' * (len(sources) != 1)} by isovox ({provenance.get('method')})",
             "Sources": sources, "isovox": provenance}
 
-
-def _takes_reference(method: str) -> bool:
-    from ..methods import get_method
-
-    return get_method(method).reference != "none"

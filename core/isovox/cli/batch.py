@@ -43,8 +43,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(plan.table()))
         return 0
+    from ..batch import cluster
+
     try:
-        from ..batch import cluster
+        import distributed  # noqa: F401 - only the batch command needs Dask
     except ImportError:
         raise InputError("isovox batch needs Dask: pip install 'dask[distributed]' (make setup installs it)") from None
     cluster.quiet_dask()
