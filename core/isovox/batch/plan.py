@@ -23,9 +23,9 @@ from .bids import Group
 
 # Seconds per million output voxels on 2 CPU threads (benchmarks/RESULTS.md, 256^3 from three x4 scans);
 # learned methods add the data-consistency solve. Only the dry run's estimate uses them.
-SECONDS_PER_MVOXEL = {"bspline": 0.02, "cubeavg": 0.14, "srr": 1.8, "isosrn": 2.5, "recnn": 1.6,
+SECONDS_PER_MVOXEL = {"bspline": 0.02, "cubeavg": 0.14, "srr": 2.6, "isosrn": 2.5, "recnn": 1.6,
                       "recnn-guided": 1.7, "arssr": 6.9, "mrl": 2.5, "ctguided": 2.5}
-CONSISTENCY_SECONDS_PER_MVOXEL = 1.2
+CONSISTENCY_SECONDS_PER_MVOXEL = 2.0  # measured 1.2 at 16 solver steps; 48 steps add ~0.8, as they do to srr
 UNKNOWN_SECONDS_PER_MVOXEL = 3.0
 
 
