@@ -220,3 +220,21 @@ def test_each_group_reports_its_stages_to_the_client(bids_dir, tmp_path):
     assert {e["group"] for e in events} <= {"sub-02/ses-1 T2w", "sub-02/ses-2 T2w"} and events
     assert all(0.0 <= e["fraction"] <= 1.0 and e["worker"].startswith(("tcp://", "inproc://")) for e in events)
     assert summary_path.read_text().count("\tdone\t") == 2
+
+
+def test_changing_an_unused_reference_keeps_a_finished_group_finished(bids_dir, tmp_path):
+    """The skip key covers the reference only where the method uses one: a new T1w redoes a guided T2w
+    group, not an srr one."""
+    copy = tmp_path / "bids"
+    shutil.copytree(bids_dir, copy, ignore=shutil.ignore_patterns("sub-02", "sub-03"))
+
+    def keys() -> dict:
+        return {method: plan_batch(copy, tmp_path / "out", BatchOptions(method=method)).groups[0].key
+                for method in ("srr", "recnn")}
+
+    before = keys()
+    t1w = copy / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    image = nib.load(t1w)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj) * 1.01, image.affine, image.header), t1w)
+    after = keys()
+    assert after["srr"] == before["srr"] and after["recnn"] != before["recnn"]

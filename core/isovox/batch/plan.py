@@ -65,12 +65,13 @@ def placeholder(shape: tuple[int, ...], affine: np.ndarray) -> Volume:
     return Volume(np.broadcast_to(np.float32(0.0), shape), affine)
 
 
-def group_key(group: Group, options: BatchOptions) -> str:
-    """Changes when an input, the reference, an option or the isovox version changes."""
+def group_key(group: Group, options: BatchOptions, reference: Optional[Path]) -> str:
+    """Changes when an input, the reference the run uses (none for a method that takes none), an option or
+    the isovox version changes."""
     from ..io import file_sha256
 
     parts = {"inputs": [file_sha256(s.path) for s in group.scans],
-             "reference": file_sha256(group.reference.path) if group.reference else None,
+             "reference": file_sha256(reference) if reference else None,
              "options": options.record(), "isovox": __version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -112,6 +113,6 @@ def plan_group(group: Group, bids_dir: Path, out_dir: Path, options: BatchOption
     except IsovoxError as exc:
         plan.problem = str(exc)
         return plan
-    plan.key = group_key(group, options)
+    plan.key = group_key(group, options, plan.reference)
     plan.done = finished_key(plan.output) == plan.key
     return plan
