@@ -199,3 +199,29 @@ def test_the_result_does_not_depend_on_the_thread_count(hr, method):
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_a_refine_step_sees_the_solvers_terms_and_its_result_is_the_output(hr):
+    """The plug-and-play hook (benchmarks/pnp.py): it gets the solved unknowns in scan 1's units with the
+    terms, and a data step from a flat start pulls the output back toward the scans."""
+    scans = simulate_scans(hr, orthogonal_protocol(4.0, (2, 1, 0)))
+    grid = Grid.of(hr)
+    seen = {}
+
+    def flatten(x, terms, spacing, report, task):
+        seen.update(terms=len(terms), peak=float(x.max()), smoothness=report["smoothness"])
+        return x * 0 + 0.5
+
+    flat = recon.reconstruct(scans, grid, recon.Settings(), refine=flatten).volume
+    assert seen["terms"] == 3 and 0.5 < seen["peak"] < 2.0 and seen["smoothness"] > 0
+    head = hr.data > 0.1 * hr.data.max()
+    assert np.ptp(flat.data[head]) < 1e-3 * hr.data.max()  # the hook's output is the result
+
+    def data_step(x, terms, spacing, report, task):
+        from isovox.solver import solve
+
+        start = x * 0 + 0.5
+        return solve(start, terms, priors.TV(), 0.0, spacing, 8, tie=1e-3, anchor=start)
+
+    pulled = recon.reconstruct(scans, grid, recon.Settings(), refine=data_step).volume
+    assert psnr(pulled, hr) > psnr(flat, hr) + 3.0

@@ -57,6 +57,12 @@ def noise_level(scan: Volume) -> float:
     return float(np.median(np.abs((a - b - c + d)[head] / 2)) / 0.6745)
 
 
+def acquisition_noise(levels: Sequence[float]) -> float:
+    """The scans' noise sigma (fraction of the robust maximum) from their :func:`noise_level` values,
+    less what brain texture alone reads as noise."""
+    return float(np.sqrt(max(float(np.mean(levels)) ** 2 - TEXTURE**2, 0.0)))
+
+
 def floor_smoothness(scale: float) -> float:
     """The smallest lambda for a geometry: grows with the through-plane scale k."""
     return FLOOR * (max(scale, 1.0) / 4.0) ** 2
@@ -65,8 +71,7 @@ def floor_smoothness(scale: float) -> float:
 def choose_smoothness(scans: Sequence[Volume], through_plane: float) -> tuple[float, dict[str, Any]]:
     """Lambda for this input (see the module's docstring) and how it was found."""
     levels = [noise_level(scan) for scan in scans]
-    measured = float(np.mean(levels))
-    sigma = float(np.sqrt(max(measured**2 - TEXTURE**2, 0.0)))
+    sigma = acquisition_noise(levels)
     noise_term = NOISE_GAIN * sigma**NOISE_POWER if sigma > 0 else 0.0
     floor = floor_smoothness(through_plane)
     chosen = max(floor, noise_term)

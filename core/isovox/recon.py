@@ -11,7 +11,7 @@ pass measured no gain).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -49,6 +49,9 @@ class Settings:
     device: str = "cpu"
 
 
+Refiner = Callable[[Any, Sequence[ScanTerm], np.ndarray, dict, Task], Any]  # (x, terms, spacing, report, task) -> x
+
+
 @dataclass
 class Reconstruction:
     volume: Volume
@@ -64,16 +67,18 @@ def geometry_of(scan: Volume, settings: Settings, idx: int) -> ScanGeometry:
 
 
 def reconstruct(scans: Sequence[Volume], grid: Grid, settings: Settings, task: Optional[Task] = None,
-                start: Optional[np.ndarray] = None, anchor: Optional[np.ndarray] = None) -> Reconstruction:
+                start: Optional[np.ndarray] = None, anchor: Optional[np.ndarray] = None,
+                refine: Optional[Refiner] = None) -> Reconstruction:
     """Reconstruct ``grid`` from ``scans``. ``start``: the initial volume (default CubeAvg); ``anchor``:
-    a network's output the result is tied to with weight ``settings.tie`` (data consistency).
+    a network's output the result is tied to with weight ``settings.tie`` (data consistency); ``refine``:
+    a step after the solve that sees the solver's terms (plug-and-play priors: benchmarks/pnp.py).
 
     The solve runs on ``grid`` grown by the thickest slice's reach (so a thin preview slab still sees
     whole slices), restricted to the anatomy's box; the result is cut back to ``grid``."""
     torch = _torch()
     task = ensure_task(task)
     scans = list(scans)
-    steps = task.stages([0.3, 0.6 if settings.register else 0.0, 0.8, 3.0])
+    steps = task.stages([0.3, 0.6 if settings.register else 0.0, 0.8, 3.0, 3.0 if refine else 0.0])
     geometries = [geometry_of(scan, settings, idx) for idx, scan in enumerate(scans)]
     outer, inner = grown(grid, geometries)
     fusion = fuse(scans, grid=outer, task=steps[0])
@@ -100,6 +105,8 @@ def reconstruct(scans: Sequence[Volume], grid: Grid, settings: Settings, task: O
     tie, tied = _tie(anchor, settings, outer.shape, inner, box, scale)
     iterations = settings.iterations or steps_for(through_plane)
     x = solve(x, terms, prior, smoothness, sub.spacing, iterations, steps[3], tie, tied)
+    if refine is not None:
+        x = refine(x, terms, sub.spacing, report, steps[4])
     values = np.array(x0, copy=True)
     values[box] = x.cpu().numpy() * scale
     values = np.where(fusion.coverage > 0, values, 0.0)[inner].astype(np.float32)
