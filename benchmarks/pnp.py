@@ -127,7 +127,7 @@ def score(held: str, net: Denoiser) -> list[dict]:
         estimate = acquisition_noise([noise_level(s) for s in scans])
         runs = [("srr", None)] + [(f"pnp first {f:g}+noise, {n} levels, alpha {a:g}", refiner(net, estimate, f, n, a))
                                   for f, n, a in SCHEDULES]
-        for label, refine in runs:
+        for label, refine in runs:  # srr's own entry point with the refine step added: all else is shared
             srr_method.reconstruct = (lambda *a, refine=refine, **k: recon.reconstruct(*a, refine=refine, **k)) \
                 if refine else recon.reconstruct
             start = time.perf_counter()
