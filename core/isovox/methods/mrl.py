@@ -60,7 +60,7 @@ register(learned_spec(
     "mrl", "Multi-resolution LR-space CNN: each scan super-resolved along its slice axis on its own grid, "
     "then fused (fast on CPU; helps for slices >= 5x the in-plane spacing).",
     run_mrl, scales=(1.5, 8.0), rank_cpu=-1, rank_gpu=-1, rank_adapt=3, bytes_per_voxel=32,
-    why_default="it gained most from fine-tuning: one x4 scan of a head it never saw, 300 s: +0.94 / +1.36 dB "
-    "over the B-spline (Colin27 / MNI152; srr +0.70 / +0.61); the other networks, 60 s each: +0.59 to +0.76 "
+    why_default="it gained most from fine-tuning: one x4 scan of a head it never saw, 300 s: +1.46 / +1.04 dB "
+    "over the B-spline (Colin27 / MNI152; srr +1.01 / +0.85); the other networks, 60 s each, gained less "
     "(benchmarks/RESULTS.md)",
 ))

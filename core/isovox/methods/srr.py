@@ -28,8 +28,8 @@ register(MethodSpec(
     scales=(0.0, float("inf")),
     rank_cpu=10,
     rank_gpu=10,
-    why_default="on heads no network saw (leave one volume out, three x4 scans) it gains +9.88 / +6.85 dB over "
-    "CubeAvg (Colin27 / MNI152); the networks gain +0.0 to +2.4 dB raw and land -0.30 to +0.05 dB from it with "
+    why_default="on heads no network saw (leave one volume out, three x4 scans) it gains +10.22 / +9.03 dB over "
+    "CubeAvg (Colin27 / MNI152); the networks gain +0.0 to +2.4 dB raw and land -0.27 to -0.03 dB below it with "
     "data consistency (benchmarks/RESULTS.md)",
     bytes_per_voxel=180,  # fusion plus a TGV solve (see recon.SOLVE_BYTES_PER_VOXEL); measured 2.8 GB at 256^3
 ))
