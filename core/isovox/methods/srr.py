@@ -20,8 +20,8 @@ def run_srr(request: MethodRequest) -> Volume:
 register(MethodSpec(
     name="srr",
     description="Model-based reconstruction: least squares against every acquired slice through the forward "
-    "model (slice profile, gaps, orientation) plus total variation; smoothness chosen from left-out slices, "
-    "corrupt slices down-weighted, scan intensities matched. No training.",
+    "model (slice profile, gaps, orientation) plus an edge-preserving prior (TGV); smoothness chosen from the "
+    "scans' noise and slice thickness, corrupt slices down-weighted, scan intensities matched. No training.",
     run=run_srr,
     min_scans=1,
     max_scans=3,
