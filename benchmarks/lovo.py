@@ -109,7 +109,7 @@ for label, truth, protocol in settings:
         emit(setting=label, method=run.provenance["method"], variant="--adapt (no --method)", psnr=psnr,
              seconds=seconds)
 
-def lesion_residuals(out, scans, centres, radii):
+def lesion_residuals(out, scans, truth, centres, radii):
     # per lesion: RMS over the sphere (grown by a voxel) of every scan's consistency residual
     import numpy as np
     from isovox.qa import consistency_map
@@ -134,7 +134,7 @@ for method in ["srr", "cubeavg"] + methods[1:]:
                              [("raw", {"consistency": False}), ("+DC", {})]):
         out = api.super_resolve(scans, method, spacing=1.0, **options).volume
         values, _ = aligned_to(out, Grid.of(truth))
-        residuals = lesion_residuals(out, scans, centres, radii)
+        residuals = lesion_residuals(out, scans, truth, centres, radii)
         if srr_residuals is None:
             srr_residuals = residuals
         ratio = residuals / srr_residuals

@@ -105,7 +105,7 @@ def plan_group(group: Group, bids_dir: Path, out_dir: Path, options: BatchOption
         guided = bool(options.method and get_method(options.method).reference != "none" and group.reference)
         spec = choose_method(options.method, scans, None, grid, options.device, guided)
         plan.method, plan.grid_shape = spec.name, tuple(grid.shape)
-        plan.reference = group.reference.path if guided and group.reference else None
+        plan.reference = group.reference.path if guided else None
         plan.memory_bytes = memory_needed(spec, scans, grid, options.device, physics=uses_physics(spec))
         rate = SECONDS_PER_MVOXEL.get(spec.name, UNKNOWN_SECONDS_PER_MVOXEL)
         rate += CONSISTENCY_SECONDS_PER_MVOXEL if spec.consistency else 0.0
